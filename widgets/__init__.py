@@ -1,0 +1,1 @@
+"""ipywidgets panels over the analysis package (no maths here)."""
