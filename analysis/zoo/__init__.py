@@ -1,0 +1,53 @@
+"""Embedded models, built offline on first use and cached (see ``python -m analysis.zoo``)."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from analysis.zoo import sentiment
+from analysis.zoo.cache import build_atomically, cache_root, read_manifest
+
+DEFAULT = sentiment.NAME
+#: zoo name -> (cache version, builder(out_dir, progress) -> info)
+ZOO: dict[str, tuple[str, Callable[[Path, bool], dict[str, Any]]]] = {
+    sentiment.NAME: (sentiment.SentimentRecipe().version,
+                     lambda out, progress: sentiment.train(out, progress=progress)),
+}
+
+
+def model_dir(name: str | None = None) -> Path:
+    """Cache folder of a zoo model."""
+    return cache_root() / "models" / (name or DEFAULT)
+
+
+def prepare(name: str | None = None, *, progress: bool = True, rebuild: bool = False) -> dict[str, Any]:
+    """Build a zoo model unless a complete, intact cached copy exists; return its manifest."""
+    name = name or DEFAULT
+    if name not in ZOO:
+        raise ValueError(f"unknown zoo model {name!r}; available: {', '.join(ZOO)}")
+    version, build = ZOO[name]
+    folder = model_dir(name)
+    meta = None if rebuild else read_manifest(folder, version)
+    if meta is None:
+        if folder.exists() and not rebuild:
+            warnings.warn(f"cached model at {folder} is incomplete, corrupt or outdated: rebuilding it", stacklevel=2)
+        meta = build_atomically(folder, version, lambda out: build(out, progress))
+    return meta
+
+
+def load(name: str | None = None, *, device: str = "cpu", progress: bool = True) -> Any:
+    """Load a zoo model as an ``analysis.Model`` (building it first if needed)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from analysis.models.model import Model
+
+    name = name or DEFAULT
+    meta = prepare(name, progress=progress)
+    folder = model_dir(name)
+    module = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager",
+                                                                local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = Model(module, tokenizer, task="sequence-classification", name=name, device=device)
+    model.info = meta
+    return model
