@@ -136,7 +136,7 @@ def test_override_matches_a_manual_forward_bert():
 def test_override_is_differentiable_and_hooks_are_removed():
     model = tiny_model("bert")
     n = len(model.trace(TEXT).tokens)
-    batch = model._batch([model.encode(TEXT)])
+    batch = model.batch([model.encode(TEXT)])
     m = torch.full((n, n), 1.0 / n, requires_grad=True)
     out, _ = model.forward(batch, overrides={(1, 0): m})
     out.logits[0, 0].backward()
@@ -253,3 +253,12 @@ def test_unknown_model_offline_says_how_to_use_a_folder(monkeypatch):
         load_model("no-such-org/no-such-model-xyz")
     with pytest.raises(ValueError, match="task 'vision' is not supported"):
         load_model("no-such-org/no-such-model-xyz", task="vision")
+
+
+def test_predict_with_one_removal_per_text(tiny_bert):
+    sets = [[1], [2, 3], []]
+    batched = tiny_bert.predict([TEXT] * 3, remove=sets)
+    for s, p in zip(sets, batched):
+        np.testing.assert_allclose(p, tiny_bert.trace(TEXT, remove=s).probs, atol=1e-5)
+    with pytest.raises(InputError, match="one per text"):
+        tiny_bert.predict([TEXT] * 2, remove=[[1], [2], [3]])

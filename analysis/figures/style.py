@@ -1,0 +1,53 @@
+"""The house style: font sizes, a colour-blind-safe palette, vector output, atomic saving."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import matplotlib as mpl
+from matplotlib.figure import Figure
+
+#: Okabe & Ito's colour-blind-safe palette
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+SEQUENTIAL = "viridis"
+
+RC = {
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+    "legend.fontsize": 8, "figure.dpi": 100, "savefig.dpi": 300, "savefig.bbox": "tight",
+    "pdf.fonttype": 42, "svg.fonttype": "none", "axes.spines.top": False, "axes.spines.right": False,
+    "axes.prop_cycle": mpl.cycler(color=PALETTE),
+}
+
+
+@contextmanager
+def paper_style() -> Iterator[None]:
+    """Matplotlib settings of the house style, inside a ``with`` block."""
+    with mpl.rc_context(RC):
+        yield
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, formats: Sequence[str] | None = None) -> list[Path]:
+    """Save ``fig`` to ``path`` (its suffix picks the format) or to ``path.<fmt>`` for each of
+    ``formats``; each file is written to a temporary name and renamed, never half-written."""
+    path = Path(path)
+    targets = [path.with_suffix("." + f.lstrip(".")) for f in formats] if formats else [path]
+    written = []
+    for target in targets:
+        fmt = target.suffix.lstrip(".").lower()
+        if fmt not in ("png", "pdf", "svg"):
+            raise ValueError(f"unsupported figure format {fmt!r}: use png, pdf or svg")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+        try:
+            with mpl.rc_context(RC):
+                fig.savefig(tmp, format=fmt)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        written.append(target)
+    return written
