@@ -6,3 +6,15 @@ from analysis.figures.attention import attention_heatmap
 from analysis.figures.style import PALETTE, paper_style, save_figure
 
 __all__ = ["attention_heatmap", "paper_style", "save_figure", "PALETTE"]
+
+# widget-panel pictures (graphs, highlighted text, panels)
+from analysis.figures.graphs import LAYOUTS, draw_graph, graph_layout  # noqa: E402
+from analysis.figures.panels import (AttentionView, adversarial_figure, attention_grid,  # noqa: E402
+                                     attention_view, ci_test_plot, draw_attention_view, intervention_figure,
+                                     intervention_summary, prediction_bars)
+from analysis.figures.text import (explanation_figure, token_highlight, token_highlight_html,  # noqa: E402
+                                   token_sets)
+
+__all__ += ["draw_graph", "graph_layout", "LAYOUTS", "AttentionView", "attention_view", "draw_attention_view",
+            "attention_grid", "ci_test_plot", "prediction_bars", "adversarial_figure", "intervention_figure",
+            "intervention_summary", "token_highlight", "token_highlight_html", "token_sets", "explanation_figure"]

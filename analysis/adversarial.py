@@ -1,0 +1,350 @@
+"""Adversarial attention (Jain & Wallace 2019) for one head, or all heads of a layer, of a
+transformer, with the Naim & Asher question measured: do adversaries that keep the prediction
+share the efficient attention?
+
+The search optimises ``k`` attention matrices at once (one forward pass over a batch of ``k``
+copies of the input, each with its own override) to maximise
+
+    sum_i JSD(a_i, a) + mean_{i != j} JSD(a_i, a_j)   subject to   TVD(y_i, y) <= eps
+
+by minimising ``-(that) + penalty * sum_i relu(TVD(y_i, y) - eps)`` with Adam (amsgrad).
+
+Choices (Jain & Wallace's, where they made one):
+- adversaries are logits, initialised at ``log(uniform) + 3 N(0, 1)`` (seeded), turned into
+  attention by a masked softmax over the keys the head may see (all keys for encoders, keys
+  ``<=`` the query for decoder models), so every adversary row is a distribution;
+- JSD between two attention matrices = the mean over query rows (and over heads for
+  ``head="all"``) of the row-wise JSD, in bits (``analysis.metrics.jsd``, in [0, 1]);
+- TVD between predictions over the model's output (classes; the vocabulary for LMs);
+- the model's weights are frozen and untouched: only the override tensors get gradients.
+- kept per adversary: the step with the largest JSD from the original among the steps where
+  it was feasible (TVD <= eps); if it never was, the step with the smallest TVD. Reported
+  ``tvd``/``probs`` are re-measured with ``model.predict`` on the kept matrices, and
+  ``feasible`` says which satisfy the constraint; ``feasible_attentions`` keeps only those.
+
+Speed: the blocks before ``layer`` see no override, so their output is computed once and
+replayed at every step (only inside the search's own forward passes; a ``callback`` may run the
+model normally). Every reported prediction is re-measured with a full ``model.predict``.
+
+Efficient-attention comparison (value basis, whose projection ``P`` is the same for every
+adversary because overriding layer ``l``'s attention does not change layer ``l``'s values):
+``raw_distance = ||a_i - a||_F`` and ``efficient_distance = ||a_i P - a P||_F`` (over the
+``[n, n]`` or ``[H, n, n]`` block), and the mean-over-rows half L1 of both (``raw_row_tvd``,
+``efficient_row_tvd``). The null part's distance is ``sqrt(raw^2 - efficient^2)``.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from analysis.efficient import decompose
+from analysis.metrics import jsd, tvd
+
+__all__ = ["AdversarialResult", "search"]
+
+
+@dataclass(frozen=True, eq=False)
+class AdversarialResult:
+    """``k`` adversarial attentions for one head ``[k, n, n]`` or a layer ``[k, H, n, n]``."""
+
+    attentions: np.ndarray            # [k, n, n] or [k, H, n, n] (rows are distributions)
+    original_attention: np.ndarray    # [n, n] or [H, n, n]
+    efficient: np.ndarray             # like attentions: each adversary's efficient attention (a_i P)
+    original_efficient: np.ndarray    # like original_attention: a P
+    probs: np.ndarray                 # [k, C] predictions with each adversary
+    original: np.ndarray              # [C] original prediction
+    jsd: np.ndarray                   # [k] attention JSD from the original (bits, mean over rows/heads)
+    pairwise_jsd: np.ndarray          # [k, k] attention JSD between adversaries
+    tvd: np.ndarray                   # [k] prediction TVD from the original
+    feasible: np.ndarray              # [k] bool: tvd <= eps
+    raw_distance: np.ndarray          # [k] ||a_i - a||_F
+    efficient_distance: np.ndarray    # [k] ||a_i P - a P||_F
+    raw_row_tvd: np.ndarray           # [k] mean over rows (and heads) of 0.5 |a_i - a|_1
+    efficient_row_tvd: np.ndarray     # [k] the same for a_i P - a P
+    tokens: list[str]
+    layer: int
+    head: int | str                   # an int, or "all"
+    heads: tuple[int, ...]            # heads overridden, in the order of the H axis
+    eps: float
+    steps: int                        # steps asked for
+    steps_run: int                    # steps done (fewer when cancelled)
+    cancelled: bool
+    seed: int
+    loss: np.ndarray                  # [steps_run] the objective at each step
+
+    @property
+    def k(self) -> int:
+        return self.attentions.shape[0]
+
+    @property
+    def feasible_attentions(self) -> np.ndarray:
+        """Only the adversaries that keep the prediction within eps [k_feasible, ...]."""
+        return self.attentions[self.feasible]
+
+    @property
+    def efficient_share(self) -> np.ndarray:
+        """``efficient_distance / raw_distance`` [k]: 0 = the adversary moved only the null part."""
+        return self.efficient_distance / np.maximum(self.raw_distance, 1e-300)
+
+    def override(self, i: int) -> dict[tuple[int, int], np.ndarray]:
+        """The ``attention_override`` that reproduces adversary ``i`` with ``model.predict``."""
+        a = self.attentions[i]
+        return {(self.layer, h): (a if self.head != "all" else a[j]) for j, h in enumerate(self.heads)}
+
+    def __repr__(self) -> str:
+        return (f"AdversarialResult(layer {self.layer}, head {self.head}: {int(self.feasible.sum())}/{self.k} "
+                f"feasible at eps={self.eps:g}; JSD {np.round(self.jsd, 3).tolist()}, TVD "
+                f"{np.round(self.tvd, 4).tolist()}, efficient/raw distance "
+                f"{np.round(self.efficient_share, 3).tolist()}, {self.steps_run}/{self.steps} steps"
+                f"{', cancelled' if self.cancelled else ''})")
+
+
+# --------------------------------------------------------------------------- set-up
+def layer_blocks(model: Any) -> list[nn.Module] | None:
+    """The transformer blocks in layer order (the ``ModuleList`` items holding each attention
+    module), or None when they cannot be found unambiguously."""
+    names = {id(m): name for name, m in model.module.named_modules()}
+    blocks = []
+    for i, attention in enumerate(model._attention_modules):
+        parts = names[id(attention)].split(".")
+        found = None
+        for j in range(len(parts) - 1, 0, -1):
+            parent = model.module.get_submodule(".".join(parts[:j]))
+            if parts[j] == str(i) and isinstance(parent, nn.ModuleList):
+                found = parent[i]
+                break
+        if found is None:
+            return None
+        blocks.append(found)
+    return blocks if len({id(b) for b in blocks}) == len(blocks) else None
+
+
+@dataclass
+class _Prefix:
+    """The blocks before the searched layer see no override, so their output is the same at every
+    step: computed once, then replayed inside :meth:`replay` only (the model is untouched
+    outside it, so callbacks may run the model)."""
+
+    blocks: list[nn.Module] = field(default_factory=list)   # blocks 0 .. layer-1 (empty: no replay)
+    output: Any = None                                       # what block layer-1 returned
+
+    @classmethod
+    def capture(cls, model: Any, layer: int, batch: dict[str, torch.Tensor]) -> "_Prefix":
+        blocks = layer_blocks(model) if layer > 0 else None
+        if not blocks:
+            return cls()
+        seen: dict[str, Any] = {}
+        handle = blocks[layer - 1].register_forward_hook(lambda module, args, out: seen.setdefault("out", out))
+        try:
+            with torch.no_grad():
+                model.forward(batch)
+        finally:
+            handle.remove()
+        return cls(blocks[:layer], seen.get("out"))
+
+    @contextmanager
+    def replay(self) -> Iterator[None]:
+        if not self.blocks or self.output is None:
+            yield
+            return
+        saved = [b.__dict__.get("forward") for b in self.blocks]
+        try:
+            for b in self.blocks:
+                b.forward = lambda *args, **kwargs: self.output
+            yield
+        finally:
+            for b, old in zip(self.blocks, saved):
+                if old is None:
+                    b.__dict__.pop("forward", None)
+                else:
+                    b.forward = old
+
+
+@dataclass(frozen=True, eq=False)
+class _Context:
+    """Everything fixed during one search."""
+
+    model: Any
+    text: str
+    trace: Any
+    layer: int
+    heads: tuple[int, ...]
+    head: int | str
+    batch: dict[str, torch.Tensor]     # k copies of the input
+    support: torch.Tensor              # [n, n] bool: keys each query may attend to
+    original: torch.Tensor             # [h, n, n] the head(s)' attention
+    y0: torch.Tensor                   # [C] original prediction
+    bases: tuple[np.ndarray, ...]      # per head: [n, rank] orthonormal basis of col(V)
+    prefix: _Prefix                    # replays the blocks before the layer
+
+
+def _validate(*, k: int, eps: float, steps: int, lr: float, penalty: float) -> None:
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k (the number of adversaries) must be an integer >= 1, got {k!r}")
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    for name, value in (("eps", eps), ("lr", lr), ("penalty", penalty)):
+        if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if eps >= 1:
+        raise ValueError(f"eps is a bound on the prediction's TVD, which is at most 1: use 0 < eps < 1, got {eps}")
+
+
+def _context(model: Any, text: str, layer: int, head: int | str, k: int) -> _Context:
+    trace = model.trace(text)
+    if head == "mean":
+        raise ValueError(f"head must be an int in 0..{trace.n_heads - 1} or 'all', not 'mean'")
+    layer, head = trace.check_head(layer, head)
+    heads = tuple(range(trace.n_heads)) if head == "all" else (head,)
+    n = trace.n_tokens
+    support = torch.tril(torch.ones(n, n, dtype=torch.bool)) if model.is_causal else torch.ones(n, n, dtype=torch.bool)
+    enc = model.encode(text)
+    y0 = torch.as_tensor(model.predict(text)[0], dtype=torch.float32)
+    bases = tuple(decompose(trace, layer, h, basis="value").basis_vectors for h in heads)
+    batch = model.batch([enc] * k)
+    return _Context(model=model, text=text, trace=trace, layer=layer, heads=heads, head=head, batch=batch,
+                    support=support, original=torch.as_tensor(trace.attentions[layer, list(heads)]), y0=y0,
+                    bases=bases, prefix=_Prefix.capture(model, layer, batch))
+
+
+def _init_logits(ctx: _Context, k: int, seed: int) -> torch.Tensor:
+    """``log(uniform) + 3 N(0, 1)`` logits [k, h, n, n] (Jain & Wallace), seeded."""
+    gen = torch.Generator().manual_seed(int(seed))
+    n = ctx.support.shape[0]
+    log_uniform = -torch.log(ctx.support.sum(-1, keepdim=True).float())          # [n, 1]
+    noise = torch.randn((k, len(ctx.heads), n, n), generator=gen)
+    return (log_uniform + 3.0 * noise).requires_grad_(True)
+
+
+# --------------------------------------------------------------------------- one step
+def _attention(theta: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """Masked softmax of the logits over the visible keys [k, h, n, n]."""
+    return torch.softmax(theta.masked_fill(~support, float("-inf")), dim=-1)
+
+
+def _objective(att: torch.Tensor, probs: torch.Tensor, ctx: _Context, eps: float, penalty: float
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Loss (scalar), JSD from the original [k] and prediction TVD [k]."""
+    k = att.shape[0]
+    j = jsd(att, ctx.original.unsqueeze(0)).mean((-2, -1))                       # [k]
+    if k > 1:
+        iu = torch.triu_indices(k, k, offset=1)
+        pair = jsd(att[iu[0]], att[iu[1]]).mean((-2, -1)).mean()                # JSD is symmetric
+    else:
+        pair = att.new_zeros(())
+    t = tvd(probs, ctx.y0)                                                       # [k]
+    loss = -(j.sum() + pair) + penalty * torch.relu(t - eps).sum()
+    return loss, j, t
+
+
+def _forward(ctx: _Context, att: torch.Tensor) -> torch.Tensor:
+    """Prediction [k, C] with adversary i overriding the head(s) in batch row i."""
+    model = ctx.model
+    overrides = {(ctx.layer, h): att[:, i] for i, h in enumerate(ctx.heads)}
+    with ctx.prefix.replay():
+        out, _ = model.forward(ctx.batch, overrides=overrides)
+    return torch.softmax(model.output_logits(out, ctx.batch).float(), dim=-1)
+
+
+@dataclass
+class _Best:
+    """Per adversary: the feasible state with the largest JSD, else the smallest TVD so far."""
+
+    att: torch.Tensor
+    probs: torch.Tensor
+    jsd: torch.Tensor
+    tvd: torch.Tensor
+    ever_feasible: torch.Tensor
+
+    @classmethod
+    def empty(cls, att: torch.Tensor, probs: torch.Tensor) -> "_Best":
+        k = att.shape[0]
+        return cls(att.detach().clone(), probs.detach().clone(), torch.full((k,), -math.inf),
+                   torch.full((k,), math.inf), torch.zeros(k, dtype=torch.bool))
+
+    def update(self, att: torch.Tensor, probs: torch.Tensor, j: torch.Tensor, t: torch.Tensor, eps: float) -> None:
+        feasible = t <= eps
+        take = (feasible & (~self.ever_feasible | (j > self.jsd))) | (~self.ever_feasible & ~feasible & (t < self.tvd))
+        self.att[take], self.probs[take] = att[take], probs[take]
+        self.jsd[take], self.tvd[take] = j[take], t[take]
+        self.ever_feasible |= feasible
+
+
+# --------------------------------------------------------------------------- results
+def _result(ctx: _Context, att: np.ndarray, probs: np.ndarray, *, eps: float, steps: int, steps_run: int,
+            cancelled: bool, seed: int, loss: list[float]) -> AdversarialResult:
+    """Measure adversaries ``att`` [k, h, n, n] with predictions ``probs`` [k, C]."""
+    att = att.astype(np.float64)
+    orig = ctx.original.double().numpy()                                         # [h, n, n]
+    eff = np.stack([att[:, i] @ u @ u.T for i, u in enumerate(ctx.bases)], axis=1)
+    orig_eff = np.stack([orig[i] @ u @ u.T for i, u in enumerate(ctx.bases)])
+    y0 = ctx.y0.double().numpy()
+    t = tvd(probs, y0)
+    squeeze = (lambda x: x) if ctx.head == "all" else (lambda x: x[:, 0] if x.ndim == 4 else x[0])
+    row_l1 = lambda d: 0.5 * np.abs(d).sum(-1).mean((-2, -1))                    # noqa: E731
+    return AdversarialResult(
+        attentions=squeeze(att), original_attention=squeeze(orig), efficient=squeeze(eff),
+        original_efficient=squeeze(orig_eff), probs=probs, original=y0,
+        jsd=jsd(att, orig[None]).mean((-2, -1)), pairwise_jsd=jsd(att[:, None], att[None]).mean((-2, -1)),
+        tvd=t, feasible=t <= eps,
+        raw_distance=np.sqrt(((att - orig) ** 2).sum((1, 2, 3))),
+        efficient_distance=np.sqrt(((eff - orig_eff) ** 2).sum((1, 2, 3))),
+        raw_row_tvd=row_l1(att - orig), efficient_row_tvd=row_l1(eff - orig_eff),
+        tokens=list(ctx.trace.tokens), layer=ctx.layer, head=ctx.head, heads=ctx.heads, eps=float(eps),
+        steps=steps, steps_run=steps_run, cancelled=cancelled, seed=int(seed), loss=np.asarray(loss))
+
+
+def _remeasure(ctx: _Context, att: np.ndarray) -> np.ndarray:
+    """Predictions [k, C] of the kept adversaries [k, h, n, n], through ``model.predict``."""
+    k = att.shape[0]
+    override = {(ctx.layer, h): att[:, i] for i, h in enumerate(ctx.heads)}
+    return ctx.model.predict([ctx.text] * k, attention_override=override).astype(np.float64)
+
+
+def search(model: Any, text: str, *, layer: int, head: int | str, k: int = 5, eps: float = 0.01,
+           steps: int = 500, lr: float = 0.01, seed: int = 0, penalty: float = 500.0, progress: bool = True,
+           callback: Callable[[int, AdversarialResult], bool | None] | None = None) -> AdversarialResult:
+    """Jain & Wallace's search for ``k`` adversarial attentions of ``(layer, head)`` (``head="all"``:
+    every head of the layer at once); see the module docstring for every choice.
+
+    ``callback(step, result_so_far)`` runs after each step; returning ``False`` stops the search
+    (what was found so far is measured and returned, with ``cancelled=True``).
+    """
+    _validate(k=k, eps=eps, steps=steps, lr=lr, penalty=penalty)
+    ctx = _context(model, text, layer, head, k)
+    theta = _init_logits(ctx, k, seed)
+    optimizer = torch.optim.Adam([theta], lr=lr, amsgrad=True)
+    best, losses, cancelled = None, [], False
+    bar = tqdm(range(steps), disable=not progress, leave=False,
+               desc=f"adversarial attention, layer {ctx.layer}, head {ctx.head}")
+    for step in bar:
+        att = _attention(theta, ctx.support)
+        probs = _forward(ctx, att)
+        loss, j, t = _objective(att, probs, ctx, eps, penalty)
+        optimizer.zero_grad()
+        (theta.grad,) = torch.autograd.grad(loss, [theta])   # model weights get no gradient
+        optimizer.step()
+        att, probs, j, t = att.detach(), probs.detach(), j.detach(), t.detach()
+        if best is None:
+            best = _Best.empty(att, probs)
+        best.update(att, probs, j, t, eps)
+        losses.append(float(loss.detach()))
+        if step % 10 == 0 or step == steps - 1:
+            bar.set_postfix(jsd=f"{float(j.mean()):.3f}", max_tvd=f"{float(t.max()):.4f}")
+        if callback is not None:
+            so_far = _result(ctx, best.att.numpy(), best.probs.double().numpy(), eps=eps, steps=steps,
+                             steps_run=step + 1, cancelled=False, seed=seed, loss=losses)
+            if callback(step, so_far) is False:
+                cancelled = True
+                break
+    bar.close()
+    kept = best.att.numpy()
+    return _result(ctx, kept, _remeasure(ctx, kept), eps=eps, steps=steps, steps_run=len(losses),
+                   cancelled=cancelled, seed=seed, loss=losses)

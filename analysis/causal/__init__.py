@@ -1,0 +1,148 @@
+"""Causal discovery over tokens, numpy only: CI tests, PC / FCI / ICD, PDS-trees.
+
+    >>> from analysis.causal import learn_graph
+    >>> g = learn_graph(corr, n_samples=64, algorithm="icd")   # corr: (n, n)
+    >>> print(g)                                               # e.g. "3 o-> 5"
+    >>> g.to_matrix()                                          # causal-learn encoding
+
+Learners visit pairs in lexicographic order of node positions and are deterministic.
+Pass ``ci_test=DSeparationOracle(dag)`` to run against the exact truth.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Hashable, Sequence
+
+import numpy as np
+
+from ._core import Tester, Work, make_graph
+from .citest import (CITestResult, DSeparationOracle, FisherZTest, correlation_from_covariance,
+                     partial_correlation, partial_correlations)
+from .fci import fci as _fci
+from .graph import Edge, Graph, Mark
+from .icd import icd as _icd
+from .pc import pc as _pc
+from .pds import PDSTree, pds_tree
+from .synthetic import random_dag, random_weights, sem_covariance, sem_mixing_matrix
+
+__all__ = [
+    "ALGORITHMS", "CITestResult", "DSeparationOracle", "Edge", "FisherZTest", "Graph", "Mark",
+    "PDSTree", "correlation_from_covariance", "graph_from_dag", "learn_graph", "partial_correlation",
+    "partial_correlations", "pds_tree", "random_dag", "random_weights", "sem_covariance",
+    "sem_mixing_matrix",
+]
+
+ALGORITHMS = ("pc", "fci", "icd")
+
+
+def _resolve_nodes(nodes: Sequence[int] | None, n_vars: int) -> list[int]:
+    if nodes is None:
+        return list(range(n_vars))
+    out = []
+    for v in nodes:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"nodes must be integer indices into corr, got {v!r}")
+        if not 0 <= int(v) < n_vars:
+            raise IndexError(f"node {int(v)} is out of range: valid indices are 0..{n_vars - 1}")
+        out.append(int(v))
+    if len(set(out)) != len(out):
+        raise ValueError(f"nodes must be distinct, got {out}")
+    return out
+
+
+def _resolve_order(order: Sequence[int] | None, nodes: list[int],
+                   n_vars: int) -> dict[int, int] | None:
+    """Position -> rank for the nodes that appear in ``order`` (others unconstrained)."""
+    if order is None:
+        return None
+    order = [int(v) for v in order]
+    if len(set(order)) != len(order):
+        raise ValueError("order must not repeat a node")
+    bad = [v for v in order if not 0 <= v < n_vars]
+    if bad:
+        raise IndexError(f"order has nodes {bad} out of range: valid indices are 0..{n_vars - 1}")
+    pos = {v: k for k, v in enumerate(nodes)}
+    return {pos[v]: r for r, v in enumerate(order) if v in pos}
+
+
+def learn_graph(corr: np.ndarray | None, n_samples: float | None = None, *,
+                alpha: float = 0.01, algorithm: str = "fci",
+                nodes: Sequence[int] | None = None, order: Sequence[int] | None = None,
+                max_r: int | None = None, labels: Sequence[str] | None = None,
+                ci_test: Any = None, selection_bias: bool = True,
+                callback: Callable[[int, Graph], None] | None = None) -> Graph:
+    """Learn a CPDAG ("pc") or PAG ("fci", "icd") over tokens from a correlation matrix.
+
+    corr: (n, n) correlation or covariance (e.g. ``A A^T`` of an attention head);
+    n_samples: effective sample size of the Fisher z test; alpha: its level.
+    nodes: indices into corr forming the graph (the rest act as latent variables);
+    ``to_matrix()`` is indexed by position in ``nodes``. order: a known causal order of
+    node ids (earlier may cause later, never the reverse): PC orients a -> b for a before
+    b; FCI/ICD put an arrowhead at b (a *-> b, "b is not an ancestor of a", which assumes
+    no selection bias) and the rules may then turn the circle at a into a tail. max_r: for
+    ICD the last iteration r (anytime; the result is r-representing), for PC/FCI the
+    largest conditioning set (either way capped so that n_samples - |S| - 3 > 0).
+    ci_test: any test called as ``ci_test(i, j, cond)`` (e.g. ``DSeparationOracle``)
+    instead of a FisherZTest built from corr. selection_bias: apply R5-R7. callback(r,
+    graph): ICD calls it after every iteration with the r-representing PAG.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}: choose one of "
+                         f"{', '.join(repr(a) for a in ALGORITHMS)}")
+    if max_r is not None and (not isinstance(max_r, (int, np.integer)) or max_r < 0):
+        raise ValueError(f"max_r must be a non-negative integer or None, got {max_r!r}")
+    ci_test, n_vars = _make_test(corr, n_samples, alpha, ci_test)
+    node_ids = _resolve_nodes(nodes, n_vars)
+    if labels is not None and len(labels) != len(node_ids):
+        raise ValueError(f"labels must have one entry per node ({len(node_ids)}), "
+                         f"got {len(labels)}")
+    rank = _resolve_order(order, node_ids, n_vars)
+    limit = getattr(ci_test, "max_cond_size", None)  # Fisher z needs n - |S| - 3 > 0
+    if limit is not None:
+        max_r = limit if max_r is None else min(max_r, limit)
+
+    tester = Tester(ci_test, node_ids)
+    work = Work(len(node_ids))
+    sepsets: dict = {}
+    meta = dict(nodes=node_ids, labels=labels, tester=tester, algorithm=algorithm,
+                alpha=float(getattr(ci_test, "alpha", alpha)),
+                n_samples=getattr(ci_test, "n_samples", n_samples))
+    start = time.perf_counter()
+    r = None
+    if algorithm == "pc":
+        _pc(work, tester, sepsets, rank=rank, max_depth=max_r)
+    elif algorithm == "fci":
+        _fci(work, tester, sepsets, rank=rank, max_depth=max_r, selection_bias=selection_bias)
+    else:
+        def snapshot(level: int, w: Work) -> None:
+            callback(level, make_graph(w, kind="pag", sepsets=dict(sepsets), r=level,
+                                       seconds=time.perf_counter() - start, **meta))
+
+        r = _icd(work, tester, sepsets, rank=rank, max_r=max_r, selection_bias=selection_bias,
+                 callback=snapshot if callback is not None else None)
+    return make_graph(work, kind="cpdag" if algorithm == "pc" else "pag", sepsets=sepsets,
+                      r=r, seconds=time.perf_counter() - start, **meta)
+
+
+def _make_test(corr, n_samples, alpha, ci_test) -> tuple[Any, int]:
+    """The CI test to use (a FisherZTest unless one is given) and its number of variables."""
+    if ci_test is None:
+        if corr is None or n_samples is None:
+            raise ValueError("give corr and n_samples (or a ci_test)")
+        ci_test = FisherZTest(corr, n_samples, alpha)
+    n_vars = getattr(ci_test, "n_variables", None)
+    if n_vars is None:
+        if corr is None:
+            raise ValueError("ci_test has no n_variables: also pass corr to size the graph")
+        n_vars = np.asarray(corr).shape[0]
+    return ci_test, int(n_vars)
+
+
+def graph_from_dag(dag_adjacency: np.ndarray, nodes: Sequence[Hashable] | None = None) -> Graph:
+    """A DAG (n, n; ``[u, v]`` != 0 means u -> v) as a ``Graph`` of kind "dag"."""
+    adj = np.asarray(dag_adjacency) != 0
+    m = np.zeros(adj.shape, dtype=np.int8)
+    m[adj] = int(Mark.TAIL)
+    m[adj.T] = int(Mark.ARROW)
+    return Graph.from_matrix(m, nodes, kind="dag")
+

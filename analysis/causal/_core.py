@@ -1,0 +1,478 @@
+"""Internals shared by the learners: a mutable mark matrix, a CI-test adapter that batches
+when it can, and the stable (order-independent) adjacency search used by PC and FCI.
+
+Everything here works on node *positions* 0..p-1; ``_Tester`` maps positions to the CI
+test's variable indices.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from itertools import chain, combinations, islice, repeat
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .citest import FisherZTest
+from .graph import Graph
+
+TAIL, ARROW, CIRCLE = -1, 1, 2
+Sepsets = dict  # {(a, b) with a < b: tuple of positions}
+
+
+class Work:
+    """Mutable graph over positions 0..p-1: ``M[a][b]`` mark at a's end, ``adj`` sets."""
+
+    __slots__ = ("p", "M", "adj")
+
+    def __init__(self, p: int, mark: int = CIRCLE) -> None:
+        self.p = p
+        self.M = [[mark if a != b else 0 for b in range(p)] for a in range(p)]
+        self.adj = [set(range(p)) - {a} for a in range(p)]
+
+    def remove(self, a: int, b: int) -> None:
+        self.M[a][b] = self.M[b][a] = 0
+        self.adj[a].discard(b)
+        self.adj[b].discard(a)
+
+    def reset(self, mark: int) -> None:
+        """Put ``mark`` at both ends of every edge."""
+        M = self.M
+        for a in range(self.p):
+            row = M[a]
+            for b in self.adj[a]:
+                row[b] = mark
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """Adjacent pairs (a, b), a < b, in lexicographic order."""
+        return [(a, b) for a in range(self.p) for b in sorted(self.adj[a]) if b > a]
+
+    def to_array(self) -> np.ndarray:
+        return np.array(self.M, dtype=np.int8).reshape(self.p, self.p)
+
+
+def apply_order(work: Work, rank: dict[int, int] | None) -> None:
+    """Background knowledge from a causal order: for a before b, b is not an ancestor of a,
+    so the mark at b's end of an edge a-b is an arrowhead (a *-> b)."""
+    if not rank:
+        return
+    M = work.M
+    for a, b in work.pairs():
+        ra, rb = rank.get(a), rank.get(b)
+        if ra is None or rb is None or ra == rb:
+            continue
+        later, earlier = (b, a) if ra < rb else (a, b)
+        if M[later][earlier] != TAIL:
+            M[later][earlier] = ARROW
+
+
+# ---------------------------------------------------------------------------------------
+# CI-test adapter
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class Tester:
+    """Positions -> CI-test indices; vectorized for FisherZTest, a loop otherwise.
+
+    ``ci`` is a FisherZTest, a DSeparationOracle or any callable ``ci(i, j, cond)``
+    returning an object with ``.independent`` (or a bool).
+    """
+
+    ci: Any
+    ids: Sequence[int]
+    n_requests: int = 0
+    _ids_arr: np.ndarray = field(init=False, repr=False)
+    _fast: bool = field(init=False, repr=False)
+    _records: list = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._ids_arr = np.asarray(self.ids, dtype=np.intp)
+        self._fast = isinstance(self.ci, FisherZTest)
+
+    def _one(self, a: int, b: int, cond: Sequence[int]) -> bool:
+        ids = self.ids
+        res = self.ci(ids[a], ids[b], tuple(ids[c] for c in cond))
+        self._records.append(res)
+        return bool(getattr(res, "independent", res))
+
+    def _record(self, I, J, S, rho, z, p) -> None:
+        if len(I):
+            self.ci._record(I, J, S, rho, z, p)
+            self._records.append((I, J, S))
+
+    def results(self, upto: int | None = None) -> list:
+        """The distinct CI-test results this tester consumed, in order (materialised now);
+        ``upto``: only those recorded before ``len(self._records)`` was ``upto``."""
+        records = self._records if upto is None else self._records[:upto]
+        if not self._fast:
+            out, seen = [], set()
+            for res in records:
+                key = id(res) if not hasattr(res, "cond") else (res.i, res.j, tuple(res.cond))
+                if key not in seen:
+                    seen.add(key)
+                    out.append(res)
+            return out
+        from .citest import _key
+
+        self.ci._flush()
+        cache = self.ci._cache
+        out, seen = [], set()
+        for I, J, S in records:
+            for a, b, c in zip(I.tolist(), J.tolist(), S.tolist()):
+                key = _key(a, b, c)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(cache[key])
+        return out
+
+    def first(self, a: int, b: int, conds: Sequence[Sequence[int]]) -> int:
+        """Index of the first set in ``conds`` (positions) separating a and b; -1 if none.
+
+        For FisherZTest each run of equal-size sets is one vectorized call; only the tests
+        up to the first independence are counted and logged.
+        """
+        if len(conds) == 0:
+            return -1
+        if not self._fast:
+            for k, cond in enumerate(conds):
+                self.n_requests += 1
+                if self._one(a, b, [int(c) for c in cond]):
+                    return k
+            return -1
+        if isinstance(conds, np.ndarray):
+            return self._first_run(a, b, conds)
+        n, start = len(conds), 0
+        while start < n:
+            size = len(conds[start])
+            stop = start + 1
+            while stop < n and len(conds[stop]) == size:
+                stop += 1
+            k = self._first_run(a, b, conds[start:stop] if start or stop < n else conds)
+            if k >= 0:
+                return start + k
+            start = stop
+        return -1
+
+    def first_blocks(self, a: int, b: int, blocks: Sequence[np.ndarray]) -> np.ndarray | None:
+        """The first separating set among ``blocks`` ((k_i, s_i) position arrays, visited in
+        order), or None. For FisherZTest: one padded call for all of them."""
+        if not self._fast or len(blocks) == 1:
+            for conds in blocks:
+                k = self.first(a, b, conds)
+                if k >= 0:
+                    return conds[k]
+            return None
+        sizes = np.concatenate([np.full(len(c), c.shape[1], dtype=np.intp) for c in blocks])
+        smax = int(sizes.max())
+        S = np.zeros((len(sizes), smax), dtype=np.intp)
+        start = 0
+        for c in blocks:
+            S[start:start + len(c), :c.shape[1]] = c
+            start += len(c)
+        ids = self._ids_arr
+        n = len(sizes)
+        I = np.full(n, ids[a], dtype=np.intp)
+        J = np.full(n, ids[b], dtype=np.intp)
+        S_pos, S = S, ids[S]
+        rho, z, p = self.ci._evaluate_padded(I, J, S, sizes)
+        ind = p > self.ci.alpha
+        k = int(ind.argmax())
+        last = k + 1 if ind[k] else n
+        for size in np.unique(sizes[:last]).tolist():
+            rows = np.flatnonzero(sizes[:last] == size)
+            self._record(I[rows], J[rows], S[rows, :size], rho[rows], z[rows], p[rows])
+        self.n_requests += last
+        return S_pos[k, :sizes[k]] if ind[k] else None
+
+    def _first_run(self, a: int, b: int, conds: Sequence[Sequence[int]]) -> int:
+        """``first`` for sets of one size, in one numpy call."""
+        ids = self._ids_arr
+        n = len(conds)
+        S = ids[np.asarray(conds, dtype=np.intp).reshape(n, -1)]
+        I = np.full(n, ids[a], dtype=np.intp)
+        J = np.full(n, ids[b], dtype=np.intp)
+        rho, z, p = self.ci._evaluate(I, J, S)
+        ind = p > self.ci.alpha
+        k = int(ind.argmax())
+        if not ind[k]:
+            self._record(I, J, S, rho, z, p)
+            self.n_requests += n
+            return -1
+        k1 = k + 1
+        self._record(I[:k1], J[:k1], S[:k1], rho[:k1], z[:k1], p[:k1])
+        self.n_requests += k1
+        return k
+
+    def first_segments(self, A: np.ndarray, B: np.ndarray, S: np.ndarray,
+                       seg: np.ndarray) -> np.ndarray:
+        """For rows grouped into consecutive segments (one per pair; ``seg`` (K,) segment id,
+        non-decreasing), the row index of each segment's first independence, or -1.
+
+        Returns (n_segments,) global row indices. A, B (K,), S (K, s) are positions.
+        """
+        n_seg = int(seg[-1]) + 1 if len(seg) else 0
+        out = np.full(n_seg, -1, dtype=np.intp)
+        if not len(seg):
+            return out
+        if not self._fast:
+            done = np.zeros(n_seg, dtype=bool)
+            for k in range(len(seg)):
+                g = seg[k]
+                if done[g]:
+                    continue
+                self.n_requests += 1
+                if self._one(int(A[k]), int(B[k]), S[k].tolist()):
+                    out[g] = k
+                    done[g] = True
+            return out
+        ids = self._ids_arr
+        I, J, SS = ids[A], ids[B], ids[S]
+        rho, z, p = self.ci._evaluate(I, J, SS)
+        ind = p > self.ci.alpha
+        rows = np.arange(len(seg))
+        big = len(seg)
+        cand = np.where(ind, rows, big)
+        starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+        firsts = np.minimum.reduceat(cand, starts)
+        present = seg[starts]
+        out[present] = np.where(firsts < big, firsts, -1)
+        # consumed rows: up to and including the first independence of the segment
+        limit = np.full(n_seg, big, dtype=np.intp)
+        limit[present] = firsts
+        keep = rows <= limit[seg]
+        self._record(I[keep], J[keep], SS[keep], rho[keep], z[keep], p[keep])
+        self.n_requests += int(keep.sum())
+        return out
+
+
+class Order1Table:
+    """Speculative order-1 tests for a sequential learner (ICD r = 1).
+
+    For FisherZTest, the tests of every listed pair given every single other node are
+    computed up front in blocks of pairs (one numpy call each); ``first`` then replays the
+    learner's candidate order against the table and only consumed tests are logged (in
+    the learner's order by ``close``). For other tests it simply calls ``tester.first``.
+    """
+
+    def __init__(self, tester: Tester, pairs: list[tuple[int, int]], p: int,
+                 block_rows: int = 1 << 20) -> None:
+        self.tester, self.pairs, self.p = tester, pairs, p
+        self.index = {pair: k for k, pair in enumerate(pairs)}
+        self.block = max(1, block_rows // max(p, 1))
+        self._blocks: dict[int, tuple] = {}
+        self._used: list[tuple[int, int]] = []  # (block row, k)
+
+    def _get(self, idx: int) -> tuple:
+        b = idx // self.block
+        if b not in self._blocks:
+            lo = b * self.block
+            P = np.asarray(self.pairs[lo:lo + self.block], dtype=np.intp).reshape(-1, 2)
+            ids = self.tester._ids_arr
+            K = np.broadcast_to(np.arange(self.p), (len(P), self.p))
+            keep = (K != P[:, :1]) & (K != P[:, 1:])
+            rows, cols = np.nonzero(keep)
+            I, J, S = ids[P[rows, 0]], ids[P[rows, 1]], ids[cols][:, None]
+            rho, z, pv = self.tester.ci._evaluate(I, J, S)
+            ind = np.zeros((len(P), self.p), dtype=bool)
+            ind[rows, cols] = pv > self.tester.ci.alpha
+            where = np.full((len(P), self.p), -1, dtype=np.intp)
+            where[rows, cols] = np.arange(len(rows))
+            self._blocks[b] = (ind.tolist(), where, (I, J, S, rho, z, pv))
+        return self._blocks[b]
+
+    def first(self, a: int, b: int, conds: list[tuple[int]]) -> int:
+        """Like ``Tester.first`` for sets of one node, served from the table."""
+        if not self.tester._fast:
+            return self.tester.first(a, b, conds)
+        idx = self.index[(a, b)]
+        ind_rows, _, _ = self._get(idx)
+        row = ind_rows[idx % self.block]
+        for n, (k,) in enumerate(conds):
+            self._used.append((idx, k))
+            if row[k]:
+                self.tester.n_requests += n + 1
+                return n
+        self.tester.n_requests += len(conds)
+        return -1
+
+    def close(self) -> None:
+        """Log the consumed tests, in the order they were consumed."""
+        if not self._used:
+            return
+        used = np.asarray(self._used, dtype=np.intp)
+        blk = used[:, 0] // self.block
+        for b in np.unique(blk).tolist():
+            _, where, (I, J, S, rho, z, pv) = self._blocks[b]
+            sel = used[blk == b]
+            r = where[sel[:, 0] - b * self.block, sel[:, 1]]
+            self.tester._record(I[r], J[r], S[r], rho[r], z[r], pv[r])
+        self._used.clear()
+
+
+# ---------------------------------------------------------------------------------------
+# stable adjacency search (PC-stable skeleton, FCI's first phase)
+# ---------------------------------------------------------------------------------------
+
+def combination_chunks(n: int, size: int, chunk: int = 1 << 15) -> Iterator[np.ndarray]:
+    """All ``size``-combinations of range(n) in lexicographic order, as (k, size) int
+    arrays of at most ``chunk`` rows."""
+    it = combinations(range(n), size)
+    while True:
+        flat = np.fromiter(chain.from_iterable(islice(it, chunk)), dtype=np.intp)
+        if not len(flat):
+            return
+        yield flat.reshape(-1, size)
+
+
+def _pair_candidates(nb_a: list[int], nb_b: list[int], d: int) -> Iterator[tuple[int, ...]]:
+    """d-subsets of adj(a)-{b}, then those of adj(b)-{a} not already among the first."""
+    set_a = set(nb_a)
+    first = combinations(nb_a, d)
+    if d == 0:
+        return first
+    second = (c for c in combinations(nb_b, d) if not set_a.issuperset(c))
+    return chain(first, second)
+
+
+def stable_skeleton(work: Work, tester: Tester, sepsets: Sepsets,
+                    max_depth: int | None = None, chunk: int = 32,
+                    max_rows: int = 1 << 17) -> None:
+    """Remove edges by the order-independent (stable) adjacency search of PC-stable.
+
+    At depth d every adjacent pair (a, b) is tested given the d-subsets of adj(a)-{b} and
+    then of adj(b)-{a} (those not already tested), with adjacencies frozen for the whole
+    depth; the first separating set found, in that order, becomes the sepset. Depths 0
+    and 1 run as whole-array batches; deeper ones pull growing chunks per pair.
+    """
+    d = 0
+    while max_depth is None or d <= max_depth:
+        frozen = [sorted(s) for s in work.adj]
+        pairs = [(a, b) for a, b in work.pairs()
+                 if len(frozen[a]) - 1 >= d or len(frozen[b]) - 1 >= d]
+        if not pairs:
+            return
+        if d <= 1:
+            removed = _shallow_level(work, pairs, tester, d, max_rows)
+        else:
+            streams = {(a, b): _pair_candidates([v for v in frozen[a] if v != b],
+                                                [v for v in frozen[b] if v != a], d)
+                       for a, b in pairs}
+            removed = _run_rounds(streams, tester, d, chunk, max_rows)
+        for (a, b), cond in removed.items():
+            work.remove(a, b)
+            sepsets[(a, b)] = cond
+        d += 1
+
+
+def _shallow_level(work: Work, pairs: list[tuple[int, int]], tester: Tester, d: int,
+                   max_rows: int) -> dict[tuple[int, int], tuple[int, ...]]:
+    """Depth 0 or 1 of the stable search, vectorized over pairs (in slices of pairs)."""
+    P = np.asarray(pairs, dtype=np.intp).reshape(-1, 2)
+    found: dict[tuple[int, int], tuple[int, ...]] = {}
+    if d == 0:
+        for lo in range(0, len(P), max_rows):
+            blk = P[lo:lo + max_rows]
+            firsts = tester.first_segments(blk[:, 0], blk[:, 1],
+                                           np.zeros((len(blk), 0), dtype=np.intp),
+                                           np.arange(len(blk)))
+            for g in np.flatnonzero(firsts >= 0).tolist():
+                found[(int(blk[g, 0]), int(blk[g, 1]))] = ()
+        return found
+    adj = np.zeros((work.p, work.p), dtype=bool)
+    for a, nb in enumerate(work.adj):
+        adj[a, list(nb)] = True
+    step = max(1, max_rows // max(1, 2 * work.p))
+    for lo in range(0, len(P), step):
+        blk = P[lo:lo + step]
+        A, B = blk[:, 0], blk[:, 1]
+        side_a = adj[A].copy()                     # (n_pairs, p): k in adj(a)
+        side_a[np.arange(len(blk)), B] = False
+        side_b = adj[B] & ~adj[A]                  # k in adj(b), not already tested
+        side_b[np.arange(len(blk)), A] = False
+        ga, ka = np.nonzero(side_a)
+        gb, kb = np.nonzero(side_b)
+        g = np.concatenate([ga, gb])
+        k = np.concatenate([ka, kb])
+        side = np.concatenate([np.zeros(len(ga), np.intp), np.ones(len(gb), np.intp)])
+        order = np.lexsort((k, side, g))           # by pair, a-side first, then k
+        g, k = g[order], k[order]
+        if not len(g):
+            continue
+        firsts = tester.first_segments(A[g], B[g], k[:, None], _dense_ids(g))
+        present = np.unique(g)
+        for seg_id in np.flatnonzero(firsts >= 0).tolist():
+            pair_row = int(present[seg_id])
+            found[(int(A[pair_row]), int(B[pair_row]))] = (int(k[firsts[seg_id]]),)
+    return found
+
+
+def _dense_ids(g: np.ndarray) -> np.ndarray:
+    """Non-decreasing group labels -> consecutive segment ids 0, 1, 2, ..."""
+    if not len(g):
+        return g
+    return np.concatenate([[0], np.cumsum(g[1:] != g[:-1])]).astype(np.intp)
+
+
+def _run_rounds(streams: dict, tester: Tester, d: int, chunk: int,
+                max_rows: int) -> dict[tuple[int, int], tuple[int, ...]]:
+    """Pull growing chunks of candidate sets from every pair's stream until each pair is
+    separated or exhausted; returns {pair: first separating set}."""
+    active = list(streams)
+    found: dict[tuple[int, int], tuple[int, ...]] = {}
+    while active:
+        flat_a: list[int] = []
+        flat_b: list[int] = []
+        flat_s: list[int] = []
+        flat_g: list[int] = []
+        owners: list[tuple[tuple[int, int], list, int]] = []
+        still = []
+        for pair in active:
+            if len(flat_a) >= max_rows:
+                still.append(pair)
+                continue
+            block = list(islice(streams[pair], chunk))
+            if not block:
+                continue
+            still.append(pair)
+            g = len(owners)
+            owners.append((pair, block, len(flat_a)))
+            n = len(block)
+            flat_a.extend(repeat(pair[0], n))
+            flat_b.extend(repeat(pair[1], n))
+            flat_g.extend(repeat(g, n))
+            flat_s.extend(chain.from_iterable(block))
+        if not owners:
+            break
+        A = np.array(flat_a, dtype=np.intp)
+        S = np.array(flat_s, dtype=np.intp).reshape(len(A), d)
+        firsts = tester.first_segments(A, np.array(flat_b, dtype=np.intp), S,
+                                       np.array(flat_g, dtype=np.intp))
+        done = set()
+        for g, (pair, block, start) in enumerate(owners):
+            if firsts[g] >= 0:
+                found[pair] = tuple(int(v) for v in block[firsts[g] - start])
+                done.add(pair)
+        active = [p for p in still if p not in done]
+        chunk = min(chunk * 4, 4096)
+    return found
+
+
+# ---------------------------------------------------------------------------------------
+# Graph construction
+# ---------------------------------------------------------------------------------------
+
+def make_graph(work: Work, *, kind: str, nodes: Sequence, labels: Sequence | None,
+               sepsets: Sepsets, tester: Tester, algorithm: str, alpha: float | None,
+               n_samples: float | None, seconds: float | None, r: int | None = None) -> Graph:
+    """Wrap a finished Work as an immutable Graph with node ids and metadata."""
+    nodes = tuple(nodes)
+    if nodes == tuple(range(len(nodes))):
+        seps = {key: tuple(sorted(cond)) for key, cond in sorted(sepsets.items())}
+    else:
+        seps = {(nodes[a], nodes[b]): tuple(nodes[c] for c in sorted(cond))
+                for (a, b), cond in sorted(sepsets.items())}
+    return Graph(nodes=nodes, marks=work.to_array(), kind=kind,
+                 labels=None if labels is None else tuple(labels), sepsets=seps,
+                 n_tests=tester.n_requests, algorithm=algorithm, alpha=alpha,
+                 n_samples=n_samples, seconds=seconds, r=r,
+                 _tests=functools.partial(tester.results, len(tester._records)))

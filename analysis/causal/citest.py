@@ -1,0 +1,598 @@
+"""Conditional-independence tests over a correlation matrix.
+
+``FisherZTest`` answers "is token i independent of token j given the set S?" from a
+correlation (or covariance) matrix and an effective sample size, one test at a time
+(``test(i, j, cond)``) or many at once (``test.test_many(pairs, conds)``, one vectorized
+numpy call per conditioning-set size). ``DSeparationOracle`` answers the same questions
+exactly from a known DAG, so that the learners can be checked against the truth.
+
+Both return :class:`CITestResult` objects and keep a ``log`` of what the learners asked.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy.special import erfc
+
+__all__ = [
+    "CITestResult",
+    "FisherZTest",
+    "DSeparationOracle",
+    "partial_correlation",
+    "partial_correlations",
+    "correlation_from_covariance",
+]
+
+_RHO_MAX = 1.0 - 1e-12
+_RIDGE = 1e-10
+_SQRT2 = math.sqrt(2.0)
+
+
+@dataclass(frozen=True)
+class CITestResult:
+    """One conditional-independence test: ``i`` and ``j`` given ``cond``.
+
+    ``rho`` is the partial correlation, ``z`` the Fisher statistic
+    ``sqrt(n - |S| - 3) * |atanh(rho)|``, ``p`` its two-sided p-value and
+    ``independent`` is ``p > alpha``.
+    """
+
+    i: int
+    j: int
+    cond: tuple[int, ...]
+    rho: float
+    z: float
+    p: float
+    independent: bool
+
+    def __str__(self) -> str:
+        verdict = "indep" if self.independent else "dep"
+        return (f"{self.i} _||_ {self.j} | {list(self.cond)}: rho={self.rho:+.4f} "
+                f"z={self.z:.3f} p={self.p:.3g} -> {verdict}")
+
+
+# ---------------------------------------------------------------------------------------
+# validation and partial correlations
+# ---------------------------------------------------------------------------------------
+
+def _as_square_matrix(mat: np.ndarray, what: str = "corr") -> np.ndarray:
+    """Check that ``mat`` is a finite, symmetric, square float matrix; return it as float64."""
+    arr = np.asarray(mat, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"{what} must be a square 2-D matrix, got shape {arr.shape}")
+    if arr.shape[0] < 2:
+        raise ValueError(f"{what} must have at least 2 variables, got {arr.shape[0]}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} contains NaN or infinite entries")
+    scale = max(1.0, float(np.max(np.abs(arr))))
+    if not np.allclose(arr, arr.T, atol=1e-8 * scale, rtol=1e-6):
+        raise ValueError(f"{what} must be symmetric (max |C - C^T| = "
+                         f"{float(np.max(np.abs(arr - arr.T))):.3g})")
+    return arr
+
+
+def correlation_from_covariance(cov: np.ndarray) -> np.ndarray:
+    """Normalise a covariance ``C`` (n, n) to the correlation ``D^-1/2 C D^-1/2`` (n, n).
+
+    Variables with zero variance get unit variance and zero correlation with the rest, so
+    the result is always a valid correlation matrix.
+    """
+    arr = _as_square_matrix(cov, "covariance")
+    var = np.diag(arr).copy()
+    if np.any(var < 0):
+        raise ValueError("covariance has a negative diagonal entry (variance); "
+                         f"indices {np.flatnonzero(var < 0).tolist()}")
+    scale = max(float(var.max()), 1e-300)
+    dead = var <= 1e-14 * scale
+    std = np.sqrt(np.where(dead, 1.0, var))
+    corr = arr / std[:, None] / std[None, :]
+    corr[dead, :] = 0.0
+    corr[:, dead] = 0.0
+    np.fill_diagonal(corr, 1.0)
+    corr = np.clip(0.5 * (corr + corr.T), -1.0, 1.0)
+    return corr
+
+
+def _as_correlation(mat: np.ndarray) -> np.ndarray:
+    """A correlation matrix from a correlation or covariance matrix."""
+    arr = _as_square_matrix(mat)
+    if np.allclose(np.diag(arr), 1.0, atol=1e-9):
+        return arr
+    return correlation_from_covariance(arr)
+
+
+def _check_index(k: int, n: int, what: str) -> int:
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"{what} must be an integer index, got {k!r}")
+    if not 0 <= int(k) < n:
+        raise IndexError(f"{what}={int(k)} is out of range: valid indices are 0..{n - 1}")
+    return int(k)
+
+
+def _check_query(i: int, j: int, cond: Iterable[int], n: int) -> tuple[int, int, tuple[int, ...]]:
+    """Validate one test's indices; return (i, j, cond) as ints."""
+    i = _check_index(i, n, "i")
+    j = _check_index(j, n, "j")
+    if i == j:
+        raise ValueError(f"i and j must differ, both are {i}")
+    cond_t = tuple(_check_index(k, n, "conditioning index") for k in cond)
+    if i in cond_t or j in cond_t:
+        raise ValueError(f"the conditioning set {list(cond_t)} must not contain i={i} or j={j}")
+    if len(set(cond_t)) != len(cond_t):
+        raise ValueError(f"the conditioning set {list(cond_t)} has repeated indices")
+    return i, j, cond_t
+
+
+def _pinv_pcorr(block: np.ndarray) -> float:
+    """Partial correlation of the first two variables of ``block`` given the rest (robust)."""
+    m = block.shape[0]
+    reg = block + _RIDGE * np.eye(m)
+    prec = np.linalg.pinv(reg, hermitian=True)
+    denom = prec[0, 0] * prec[1, 1]
+    if not np.isfinite(denom) or denom <= 0:
+        return 0.0
+    return float(-prec[0, 1] / math.sqrt(denom))
+
+
+def partial_correlations(corr: np.ndarray, I: np.ndarray, J: np.ndarray,
+                         S: np.ndarray) -> np.ndarray:
+    """Partial correlations rho_{I[k] J[k] . S[k]} for K tests with one set size (K,).
+
+    ``corr`` (n, n) is a correlation matrix (not validated here), ``I``, ``J`` (K,) and
+    ``S`` (K, s) integer indices. Uses the residual covariance ``R_ab - R_aS R_SS^-1 R_Sa``
+    (equal to ``-P_ij / sqrt(P_ii P_jj)``), batched; singular blocks fall back to a
+    ridge-regularised pseudo-inverse. Never NaN: clipped to [-1+1e-12, 1-1e-12].
+    """
+    I = np.asarray(I, dtype=np.intp)
+    J = np.asarray(J, dtype=np.intp)
+    S = np.asarray(S, dtype=np.intp).reshape(len(I), -1)
+    s = S.shape[1]
+    if len(I) == 0:
+        return np.zeros(0)
+    if s == 0:
+        rho = corr[I, J].astype(np.float64, copy=True)
+    elif s == 1:
+        rho = _pcorr_order1(corr, I, J, S[:, 0])
+    elif s == 2:
+        rho = _pcorr_order2(corr, I, J, S)
+    else:
+        rho = _pcorr_general(corr, I, J, S)
+    np.minimum(rho, _RHO_MAX, out=rho)      # NaN propagates through both ...
+    np.maximum(rho, -_RHO_MAX, out=rho)
+    if np.isnan(rho.sum()):                 # ... and is replaced (never returned)
+        rho[np.isnan(rho)] = 0.0
+    return rho
+
+
+def _pcorr_order1(corr: np.ndarray, I: np.ndarray, J: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Closed form rho_ij.k = (r_ij - r_ik r_jk) / sqrt((1 - r_ik^2)(1 - r_jk^2))."""
+    rij, rik, rjk = corr[I, J], corr[I, K], corr[J, K]
+    den = (1.0 - rik * rik) * (1.0 - rjk * rjk)
+    bad = den <= 1e-12
+    rho = (rij - rik * rjk) / np.sqrt(np.maximum(den, 1e-12))
+    if bad.any():
+        for k in np.flatnonzero(bad):
+            idx = np.array([I[k], J[k], K[k]])
+            rho[k] = _pinv_pcorr(corr[np.ix_(idx, idx)])
+    return rho
+
+
+def _pcorr_order2(corr: np.ndarray, I: np.ndarray, J: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """|S| = 2 in closed form: R_SS^-1 = [[1, -r], [-r, 1]] / (1 - r^2)."""
+    s0, s1 = S[:, 0], S[:, 1]
+    r = corr[s0, s1]
+    det = 1.0 - r * r
+    ai, bi, aj, bj = corr[s0, I], corr[s1, I], corr[s0, J], corr[s1, J]
+    inv_det = 1.0 / np.maximum(det, 1e-12)
+    v0 = 1.0 - (ai * ai - 2.0 * r * ai * bi + bi * bi) * inv_det
+    v1 = 1.0 - (aj * aj - 2.0 * r * aj * bj + bj * bj) * inv_det
+    c = corr[I, J] - (ai * aj - r * (ai * bj + bi * aj) + bi * bj) * inv_det
+    rho = c / np.sqrt(np.maximum(v0 * v1, 1e-20))
+    bad = (det <= 1e-8) | (v0 <= 1e-10) | (v1 <= 1e-10) | ~(np.abs(rho) <= 1.0)
+    if bad.any():
+        for n in np.flatnonzero(bad):
+            idx = np.array([I[n], J[n], s0[n], s1[n]])
+            rho[n] = _pinv_pcorr(corr[np.ix_(idx, idx)])
+    return rho
+
+
+def _pcorr_general(corr: np.ndarray, I: np.ndarray, J: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """Batched residual covariance of (i, j) given S, for |S| >= 2."""
+    k, s = S.shape
+    r_ss = corr[S[:, :, None], S[:, None, :]]           # (K, s, s)
+    r_sa = np.empty((k, s, 2))                          # (K, s, 2): columns i, j
+    r_sa[:, :, 0] = corr[S, I[:, None]]
+    r_sa[:, :, 1] = corr[S, J[:, None]]
+    try:
+        sol = np.linalg.solve(r_ss, r_sa)               # (K, s, 2)
+        bad = np.zeros(k, dtype=bool)
+    except np.linalg.LinAlgError:
+        sol = np.zeros_like(r_sa)
+        bad = np.ones(k, dtype=bool)
+    v0 = 1.0 - (r_sa[:, :, 0] * sol[:, :, 0]).sum(axis=1)
+    v1 = 1.0 - (r_sa[:, :, 1] * sol[:, :, 1]).sum(axis=1)
+    c = corr[I, J] - (r_sa[:, :, 0] * sol[:, :, 1]).sum(axis=1)
+    # ill-conditioned R_SS, or i or j (almost) determined by S: redo those robustly
+    rho = c / np.sqrt(np.maximum(v0 * v1, 1e-20))
+    bad |= (v0 <= 1e-10) | (v1 <= 1e-10) | ~(np.abs(rho) <= 1.0)  # also catches NaN
+    if bad.any():
+        for n in np.flatnonzero(bad):
+            idx = np.concatenate([[I[n], J[n]], S[n]])
+            rho[n] = _pinv_pcorr(corr[np.ix_(idx, idx)])
+    return rho
+
+
+def partial_correlation(corr: np.ndarray, i: int, j: int, cond: Sequence[int] = ()) -> float:
+    """Partial correlation ``rho_ij.S = -P_ij / sqrt(P_ii P_jj)``, ``P = inv(R[ijS, ijS])``.
+
+    ``corr`` (n, n) may be a correlation or a covariance matrix (normalised first). Never
+    raises on a singular block and never returns NaN.
+    """
+    R = _as_correlation(corr)
+    i, j, cond_t = _check_query(i, j, cond, R.shape[0])
+    S = np.asarray(cond_t, dtype=np.intp).reshape(1, -1)
+    return float(partial_correlations(R, np.array([i]), np.array([j]), S)[0])
+
+
+def fisher_z(rho: np.ndarray, n_samples: float, cond_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fisher statistic ``sqrt(n - |S| - 3) |atanh(rho)|`` and its two-sided p-value."""
+    dof = n_samples - cond_size - 3
+    if dof <= 0:
+        raise ValueError(
+            f"n_samples - |S| - 3 must be positive for the Fisher z test, got n_samples="
+            f"{n_samples:g} with |S|={cond_size}; use a larger n_samples or smaller sets")
+    z = np.abs(np.arctanh(np.maximum(np.minimum(rho, _RHO_MAX), -_RHO_MAX)))
+    z *= math.sqrt(dof)
+    return z, erfc(z * (1.0 / _SQRT2))
+
+
+# ---------------------------------------------------------------------------------------
+# a small base class: log, cache, batched helpers shared by the tests
+# ---------------------------------------------------------------------------------------
+
+def _key(i: int, j: int, cond: Iterable[int]) -> tuple[int, int, tuple[int, ...]]:
+    return (i, j, tuple(sorted(cond))) if i < j else (j, i, tuple(sorted(cond)))
+
+
+class _LoggedTest:
+    """Shared machinery: a cache keyed by (min(i,j), max(i,j), sorted cond) and a log.
+
+    Batched evaluations are recorded as arrays and turned into CITestResult objects only
+    when the log or the cache is read, so learners pay no per-test Python cost.
+    """
+
+    alpha: float
+    _cache: dict
+    _log: list
+    _pending: list
+
+    @property
+    def n_variables(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def log(self) -> list[CITestResult]:
+        """Every distinct result computed for a caller, in the order first asked for."""
+        self._flush()
+        return list(self._log)
+
+    @property
+    def n_tests(self) -> int:
+        """How many distinct tests were computed (the length of ``log``)."""
+        self._flush()
+        return len(self._log)
+
+    def clear(self) -> None:
+        """Forget the cache and the log."""
+        self._cache.clear()
+        self._log.clear()
+        self._pending.clear()
+
+    def __call__(self, i: int, j: int, cond: Sequence[int] = ()) -> CITestResult:
+        """Test ``i _||_ j | cond``; cached, logged the first time."""
+        i, j, cond_t = _check_query(i, j, cond, self.n_variables)
+        if self._pending:
+            self._flush()
+        key = _key(i, j, cond_t)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._compute(key[0], key[1], key[2])
+            self._cache[key] = hit
+            self._log.append(hit)
+        return hit
+
+    def test_many(self, pairs: Sequence[tuple[int, int]],
+                  conds: Sequence[Sequence[int]] | None = None) -> list[CITestResult]:
+        """Test K pairs (K, 2), each given its set in ``conds`` (K, s; one size s)."""
+        pairs_l = [tuple(p) for p in pairs]
+        conds_l = [()] * len(pairs_l) if conds is None else [tuple(c) for c in conds]
+        if len(conds_l) != len(pairs_l):
+            raise ValueError(f"pairs and conds differ in length: {len(pairs_l)} != {len(conds_l)}")
+        return [self(a, b, c) for (a, b), c in zip(pairs_l, conds_l)]
+
+    def first_independent(self, i: int, j: int, conds: Sequence[Sequence[int]]) -> int:
+        """Index of the first set in ``conds`` that separates i and j, else -1.
+
+        Only the tests up to that one are logged (the ones a sequential learner runs).
+        """
+        for k, cond in enumerate(conds):
+            if self(i, j, cond).independent:
+                return k
+        return -1
+
+    def _compute(self, i: int, j: int, cond: tuple[int, ...]) -> CITestResult:
+        raise NotImplementedError
+
+    def _flush(self) -> None:
+        """Turn the recorded batch arrays into cached, logged CITestResult objects."""
+        alpha, cache, log = self.alpha, self._cache, self._log
+        for I, J, S, rho, z, p in self._pending:
+            for a, b, cond, r, zz, pp in zip(I.tolist(), J.tolist(), S.tolist(),
+                                             rho.tolist(), z.tolist(), p.tolist()):
+                key = _key(a, b, cond)
+                if key not in cache:
+                    res = CITestResult(key[0], key[1], key[2], r, zz, pp, pp > alpha)
+                    cache[key] = res
+                    log.append(res)
+        self._pending.clear()
+
+
+# ---------------------------------------------------------------------------------------
+# Fisher z
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class FisherZTest(_LoggedTest):
+    """Fisher z test of ``i _||_ j | S`` from a correlation matrix ``corr`` (n, n).
+
+    ``n_samples`` is the effective sample size (for attention: the feature dimension,
+    e.g. the head dimension or the hidden size); ``alpha`` the significance level.
+    A covariance matrix is accepted and normalised. The test is two-sided on |z|, so
+    a strong negative partial correlation is a dependence.
+
+    Call ``test(i, j, cond)`` for one result or ``test.test_many(pairs, conds)`` for many;
+    results are cached and logged in ``test.log`` (``test.n_tests`` of them).
+    """
+
+    corr: np.ndarray
+    n_samples: float
+    alpha: float = 0.01
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
+    _log: list = field(default_factory=list, init=False, repr=False)
+    _pending: list = field(default_factory=list, init=False, repr=False)
+    _ext_cache: dict = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        corr = _as_correlation(self.corr).copy()
+        corr.setflags(write=False)
+        object.__setattr__(self, "corr", corr)
+        n = self.n_samples
+        if isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(n) or n <= 3:
+            raise ValueError(f"n_samples must be a finite number > 3, got {n!r}")
+        object.__setattr__(self, "n_samples", float(n))
+        _check_alpha(self.alpha)
+        object.__setattr__(self, "alpha", float(self.alpha))
+
+    @property
+    def n_variables(self) -> int:
+        """Number of variables n (indices run 0..n-1)."""
+        return self.corr.shape[0]
+
+    def _compute(self, i: int, j: int, cond: tuple[int, ...]) -> CITestResult:
+        rho, z, p = self._evaluate(np.array([i]), np.array([j]),
+                                   np.asarray(cond, dtype=np.intp).reshape(1, -1))
+        return CITestResult(i, j, cond, float(rho[0]), float(z[0]), float(p[0]),
+                            bool(p[0] > self.alpha))
+
+    def _evaluate(self, I: np.ndarray, J: np.ndarray,
+                  S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Vectorized rho, z, p for K tests with sets S (K, s); no caching or logging."""
+        rho = partial_correlations(self.corr, I, J, S)
+        z, p = fisher_z(rho, self.n_samples, S.shape[1])
+        return rho, z, p
+
+    @property
+    def max_cond_size(self) -> int:
+        """Largest conditioning-set size the test allows (n_samples - |S| - 3 > 0)."""
+        return max(0, math.ceil(self.n_samples - 3) - 1)
+
+    def _evaluate_padded(self, I: np.ndarray, J: np.ndarray, S: np.ndarray,
+                         sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``_evaluate`` for sets of mixed sizes in one call. Row k of S (K, s_max) holds
+        its ``sizes[k]`` indices first; the padding is replaced by extra variables that are
+        uncorrelated with everything, which leave a partial correlation unchanged."""
+        n, smax = self.n_variables, S.shape[1]
+        ext = self._ext_cache.get(smax)
+        if ext is None:
+            ext = np.eye(n + smax)
+            ext[:n, :n] = self.corr
+            self._ext_cache.clear()
+            self._ext_cache[smax] = ext
+        cols = np.arange(smax)
+        S = np.where(cols[None, :] >= sizes[:, None], n + cols[None, :], S)
+        rho = partial_correlations(ext, I, J, S)
+        dof = self.n_samples - sizes - 3.0
+        if np.any(dof <= 0):
+            fisher_z(rho[:0], self.n_samples, int(sizes[np.argmax(dof <= 0)]))  # raises
+        z = np.abs(np.arctanh(rho)) * np.sqrt(dof)
+        return rho, z, erfc(z * (1.0 / _SQRT2))
+
+    def _record(self, I: np.ndarray, J: np.ndarray, S: np.ndarray, rho: np.ndarray,
+                z: np.ndarray, p: np.ndarray) -> None:
+        """Queue evaluated rows for the cache and the log (materialised lazily)."""
+        if len(I):
+            self._pending.append((I, J, S, rho, z, p))
+
+    def _as_batch(self, pairs, conds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validate K pairs and K sets of one size; return I, J (K,) and S (K, s)."""
+        pairs_arr = np.asarray(pairs, dtype=np.intp).reshape(-1, 2)
+        k = len(pairs_arr)
+        conds_arr = np.asarray(conds, dtype=np.intp).reshape(k, -1) if k else \
+            np.zeros((0, 0), dtype=np.intp)
+        n = self.n_variables
+        if k and (pairs_arr.min() < 0 or pairs_arr.max() >= n
+                  or (conds_arr.size and (conds_arr.min() < 0 or conds_arr.max() >= n))):
+            raise IndexError(f"index out of range: valid indices are 0..{n - 1}")
+        I, J = pairs_arr[:, 0], pairs_arr[:, 1]
+        if np.any(I == J):
+            raise ValueError("each pair must have i != j")
+        if conds_arr.size and (np.any(conds_arr == I[:, None]) or np.any(conds_arr == J[:, None])):
+            raise ValueError("a conditioning set must not contain its pair's i or j")
+        if conds_arr.shape[1] > 1:
+            srt = np.sort(conds_arr, axis=1)
+            if np.any(srt[:, 1:] == srt[:, :-1]):
+                raise ValueError("a conditioning set has repeated indices")
+        return I, J, conds_arr
+
+    def test_many(self, pairs: Sequence[tuple[int, int]],
+                  conds: Sequence[Sequence[int]] | None = None) -> list[CITestResult]:
+        """Test K pairs (K, 2), pair k given the set ``conds[k]`` (default: all empty).
+
+        Sets of one size are evaluated together in one vectorized numpy call (stacked
+        (|S|+2)-blocks solved in a batch). Returns K results in input order; all are cached
+        and logged.
+        """
+        pairs_l = [tuple(int(v) for v in p) for p in pairs]
+        conds_l = [()] * len(pairs_l) if conds is None else [tuple(int(v) for v in c)
+                                                              for c in conds]
+        if len(conds_l) != len(pairs_l):
+            raise ValueError(f"pairs and conds differ in length: {len(pairs_l)} != "
+                             f"{len(conds_l)}")
+        by_size: dict[int, list[int]] = {}
+        for k, c in enumerate(conds_l):
+            by_size.setdefault(len(c), []).append(k)
+        for rows in by_size.values():
+            I, J, S = self._as_batch([pairs_l[k] for k in rows], [conds_l[k] for k in rows])
+            rho, z, p = self._evaluate(I, J, S)
+            self._record(I, J, S, rho, z, p)
+        self._flush()
+        return [self._cache[_key(a, b, c)] for (a, b), c in zip(pairs_l, conds_l)]
+
+    def first_independent(self, i: int, j: int, conds: Sequence[Sequence[int]]) -> int:
+        """Index of the first set in ``conds`` (K, s) separating i and j, or -1 (vectorized).
+
+        Only the tests up to and including that one are logged.
+        """
+        if len(conds) == 0:
+            return -1
+        I, J, S = self._as_batch([(i, j)] * len(conds), conds)
+        rho, z, p = self._evaluate(I, J, S)
+        hits = np.flatnonzero(p > self.alpha)
+        last = int(hits[0]) + 1 if len(hits) else len(S)
+        self._record(I[:last], J[:last], S[:last], rho[:last], z[:last], p[:last])
+        return int(hits[0]) if len(hits) else -1
+
+
+def _check_alpha(alpha: float) -> None:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) \
+            or not 0 < alpha < 1:
+        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# d-separation oracle
+# ---------------------------------------------------------------------------------------
+
+def _d_separated(parents: list[list[int]], children: list[list[int]], x: int, y: int,
+                 cond: set[int]) -> bool:
+    """Reachability ("Bayes ball") test of x _||_ y | cond in a DAG given by adjacency lists."""
+    # ancestors of the conditioning set (for colliders)
+    anc = set(cond)
+    stack = list(cond)
+    while stack:
+        v = stack.pop()
+        for u in parents[v]:
+            if u not in anc:
+                anc.add(u)
+                stack.append(u)
+    # states: (node, direction) with "up" = reached from a child, "down" = from a parent
+    visited: set[tuple[int, bool]] = set()
+    stack2: list[tuple[int, bool]] = [(x, True)]
+    while stack2:
+        v, up = stack2.pop()
+        if (v, up) in visited:
+            continue
+        visited.add((v, up))
+        if v == y:
+            return False
+        if up and v not in cond:
+            stack2.extend((u, True) for u in parents[v])
+            stack2.extend((w, False) for w in children[v])
+        elif not up:
+            if v not in cond:
+                stack2.extend((w, False) for w in children[v])
+            if v in anc:
+                stack2.extend((u, True) for u in parents[v])
+    return True
+
+
+@dataclass(frozen=True, eq=False)
+class DSeparationOracle(_LoggedTest):
+    """Exact CI "test" by d-separation in a DAG: p = 1 if d-separated, else 0.
+
+    ``dag_adjacency`` (N, N): entry [u, v] != 0 means u -> v. Without ``observed`` the
+    indices are DAG nodes; with ``observed`` (a list of DAG nodes) index k means
+    ``observed[k]`` and the other nodes are latent. Same interface as FisherZTest.
+    """
+
+    dag_adjacency: np.ndarray
+    observed: tuple[int, ...] | None = None
+    alpha: float = 0.5
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
+    _log: list = field(default_factory=list, init=False, repr=False)
+    _pending: list = field(default_factory=list, init=False, repr=False)
+    _parents: list = field(default_factory=list, init=False, repr=False)
+    _children: list = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        adj = np.asarray(self.dag_adjacency)
+        if adj.ndim != 2 or adj.shape[0] != adj.shape[1]:
+            raise ValueError(f"dag_adjacency must be a square matrix, got shape {adj.shape}")
+        adj = (adj != 0)
+        if np.any(np.diag(adj)):
+            raise ValueError("dag_adjacency has a self-loop on its diagonal")
+        n = adj.shape[0]
+        # check acyclicity (Kahn)
+        indeg = adj.sum(axis=0).astype(int)
+        queue = [v for v in range(n) if indeg[v] == 0]
+        seen = 0
+        while queue:
+            v = queue.pop()
+            seen += 1
+            for w in np.flatnonzero(adj[v]):
+                indeg[w] -= 1
+                if indeg[w] == 0:
+                    queue.append(int(w))
+        if seen != n:
+            raise ValueError("dag_adjacency has a directed cycle: not a DAG")
+        adj = adj.copy()
+        adj.setflags(write=False)
+        object.__setattr__(self, "dag_adjacency", adj)
+        if self.observed is not None:
+            obs = tuple(_check_index(v, n, "observed node") for v in self.observed)
+            if len(set(obs)) != len(obs):
+                raise ValueError("observed has repeated nodes")
+            object.__setattr__(self, "observed", obs)
+        object.__setattr__(self, "_parents", [np.flatnonzero(adj[:, v]).tolist() for v in range(n)])
+        object.__setattr__(self, "_children", [np.flatnonzero(adj[v]).tolist() for v in range(n)])
+
+    @property
+    def n_variables(self) -> int:
+        """Number of addressable variables (observed ones if ``observed`` is given)."""
+        return len(self.observed) if self.observed is not None else self.dag_adjacency.shape[0]
+
+    def is_d_separated(self, i: int, j: int, cond: Sequence[int] = ()) -> bool:
+        """Whether i and j are d-separated given cond (indices as in ``__call__``)."""
+        return self(i, j, cond).independent
+
+    def _compute(self, i: int, j: int, cond: tuple[int, ...]) -> CITestResult:
+        m = self.observed
+        x, y, c = (i, j, set(cond)) if m is None else (m[i], m[j], {m[k] for k in cond})
+        sep = _d_separated(self._parents, self._children, x, y, c)
+        return CITestResult(i, j, cond, 0.0 if sep else 1.0, 0.0 if sep else math.inf,
+                            1.0 if sep else 0.0, sep)
+

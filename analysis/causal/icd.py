@@ -1,0 +1,200 @@
+"""ICD: Iterative Causal Discovery (Rohekar et al., NeurIPS 2021) -> PAG.
+
+Iteration r tests each remaining edge given r-subsets drawn from the PDS-trees of its
+endpoints (radius r), then re-orients; after each iteration the PAG is r-representing, so
+the search can stop early (``max_r``) and ``callback(r, work)`` sees every iteration.
+See SCIENCE.md, "ICD step by step", which this follows literally.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ._core import ARROW, CIRCLE, TAIL, Order1Table, Sepsets, Tester, Work, apply_order
+from .pds import _tree_entries, closed_subsets, masks_from
+from .rules import rule0, rules_1_to_4, rules_5_to_7, rules_8_to_10
+
+__all__ = ["icd"]
+
+
+def _pd_parent_masks(work: Work) -> list[int]:
+    """Bit x of row y: the edge x-y could be x => y (no arrowhead at x, no tail at y)."""
+    M = work.M
+    return [sum(1 << x for x in work.adj[y] if M[x][y] != ARROW and M[y][x] != TAIL)
+            for y in range(work.p)]
+
+
+def _ancestor_mask(target: int, adjm: list[int], pdpar: list[int]) -> int:
+    """Bitmask of possible ancestors of ``target`` (possibly directed paths into it)."""
+    seen = frontier = 1 << target
+    while frontier:
+        new = 0
+        while frontier:
+            low = frontier & -frontier
+            frontier ^= low
+            y = low.bit_length() - 1
+            new |= pdpar[y] & adjm[y]
+        new &= ~seen
+        seen |= new
+        frontier = new
+    return seen & ~(1 << target)
+
+
+def _count_within(root: int, allowed: int, adjm: list[int], r: int) -> int:
+    """How many ``allowed`` nodes are reachable from root in at most r steps through
+    allowed nodes only (an upper bound on the nodes a closed subset can use)."""
+    seen = frontier = 1 << root
+    for _ in range(r):
+        new = 0
+        while frontier:
+            low = frontier & -frontier
+            frontier ^= low
+            new |= adjm[low.bit_length() - 1]
+        new &= allowed & ~seen
+        if not new:
+            break
+        seen |= new
+        frontier = new
+    return bin(seen).count("1") - 1
+
+
+def _candidates(i: int, j: int, r: int, adjm: list[int], arrowm: list[int],
+                pdpar: list[int]) -> list[tuple[int, ...]]:
+    """ICD-Sep candidate sets for the edge i-j at radius r >= 2 (SCIENCE.md): closed
+    r-subsets of i's then j's PDS-tree, of possible ancestors of i or j, without i and j;
+    stably sorted by the sum of smallest tree depths; repeats dropped."""
+    allowed = (_ancestor_mask(i, adjm, pdpar) | _ancestor_mask(j, adjm, pdpar))
+    allowed &= ~((1 << i) | (1 << j))
+    if bin(allowed).count("1") < r:
+        return []
+    allowed_set = {v for v in range(len(adjm)) if (allowed >> v) & 1}
+    out: list[tuple[tuple[int, ...], int]] = []
+    for root in (i, j):
+        if _count_within(root, allowed, adjm, r) < r:
+            continue  # fewer than r allowed nodes within r hops: no closed r-subset here
+        nodes, parent, _ = _tree_entries(adjm, arrowm, root, r)
+        out.extend(closed_subsets(nodes, parent, r, allowed_set))
+    out.sort(key=lambda t: t[1])  # stable: i's tree first within equal distance sums
+    seen: set[tuple[int, ...]] = set()
+    result = []
+    for z, _ in out:
+        if z not in seen:
+            seen.add(z)
+            result.append(z)
+    return result
+
+
+def _orient(work: Work, sepsets: Sepsets, rank, *, complete: bool,
+            selection_bias: bool = True) -> None:
+    """Reset marks to circles, R0, R1-R4 (and R5-R10 when ``complete``)."""
+    work.reset(CIRCLE)
+    apply_order(work, rank)
+    rule0(work, sepsets)
+    _close(work, sepsets, complete, selection_bias)
+
+
+def _close(work: Work, sepsets: Sepsets, complete: bool, selection_bias: bool = True) -> None:
+    """R1-R4 to a fixed point; with ``complete`` also R5-R7 (if ``selection_bias``) and
+    R8-R10, repeating while anything changes."""
+    while True:
+        rules_1_to_4(work, sepsets)
+        if not complete:
+            return
+        changed = rules_5_to_7(work) if selection_bias else False
+        changed |= rules_8_to_10(work)
+        if not changed:
+            return
+
+
+def _iteration_0(work: Work, tester: Tester, sepsets: Sepsets) -> None:
+    """r = 0: every pair given the empty set (one batch: deletions cannot change it)."""
+    pairs = work.pairs()
+    if not pairs:
+        return
+    A = np.array([a for a, _ in pairs])
+    B = np.array([b for _, b in pairs])
+    S = np.zeros((len(pairs), 0), dtype=np.intp)
+    firsts = tester.first_segments(A, B, S, np.arange(len(pairs)))
+    for k in np.flatnonzero(firsts >= 0).tolist():
+        a, b = pairs[k]
+        work.remove(a, b)
+        sepsets[(a, b)] = ()
+
+
+def _iteration_1(work: Work, tester: Tester, sepsets: Sepsets) -> bool:
+    """r = 1; returns whether any pair had a candidate."""
+    any_candidate = False
+    pairs = work.pairs()
+    table = Order1Table(tester, pairs, work.p)
+    for i, j in pairs:
+        if j not in work.adj[i]:
+            continue
+        adj_i = work.adj[i]
+        first = sorted(adj_i - {j})
+        second = [k for k in sorted(work.adj[j] - {i}) if k not in adj_i]
+        conds = [(k,) for k in first + second]
+        if not conds:
+            continue
+        any_candidate = True
+        k = table.first(i, j, conds)
+        if k >= 0:
+            work.remove(i, j)
+            sepsets[(i, j)] = conds[k]
+    table.close()
+    return any_candidate
+
+
+def _iteration_r(work: Work, tester: Tester, sepsets: Sepsets, r: int) -> bool:
+    """r >= 2; returns whether any pair had a candidate. Marks stay fixed during the
+    iteration; edge deletions take effect at once (bitmask rows kept in step)."""
+    adjm, arrowm = masks_from(work.adj, work.M)
+    pdpar = _pd_parent_masks(work)
+    any_candidate = False
+    for i, j in work.pairs():
+        if j not in work.adj[i]:
+            continue
+        conds = _candidates(i, j, r, adjm, arrowm, pdpar)
+        if not conds:
+            continue
+        any_candidate = True
+        k = tester.first(i, j, conds)
+        if k >= 0:
+            work.remove(i, j)
+            adjm[i] &= ~(1 << j)
+            adjm[j] &= ~(1 << i)
+            sepsets[(i, j)] = conds[k]
+    return any_candidate
+
+
+def icd(work: Work, tester: Tester, sepsets: Sepsets, *, rank: dict[int, int] | None = None,
+        max_r: int | None = None, selection_bias: bool = True,
+        callback: Callable[[int, Work], None] | None = None) -> int:
+    """Run ICD on a complete o-o ``work`` graph in place; returns the last r completed.
+
+    The result is r-representing; without ``max_r`` (or if ICD concludes first) it is the
+    completed PAG.
+    """
+    work.reset(CIRCLE)
+    r = 0
+    _iteration_0(work, tester, sepsets)
+    _orient(work, sepsets, rank, complete=False)
+    if callback:
+        callback(0, work)
+    if max_r is not None and max_r <= 0:
+        return 0
+    r = 1
+    more = _iteration_1(work, tester, sepsets)
+    _orient(work, sepsets, rank, complete=True, selection_bias=selection_bias)
+    if callback:
+        callback(1, work)
+    while more and (max_r is None or r < max_r):
+        r += 1
+        more = _iteration_r(work, tester, sepsets, r)
+        if more:
+            _orient(work, sepsets, rank, complete=False)
+        else:
+            _close(work, sepsets, True, selection_bias)
+        if callback:
+            callback(r, work)
+    return r

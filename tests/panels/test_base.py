@@ -1,0 +1,124 @@
+"""The common base: session cache, errors, export helpers, save / export / code buttons."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from analysis.models import InputError  # noqa: E402
+from conftest import tiny_model  # noqa: E402
+from widgets import AttentionExplorer, Session  # noqa: E402
+from widgets.base import csv_text, error_html, error_text, jsonable, write_atomic  # noqa: E402
+from widgets.session import ModelBusy  # noqa: E402
+
+TEXT = "a gripping film that never lets go of you"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model("bert")
+
+
+def test_session_caches_traces_per_model_and_text(model):
+    s = Session(model, TEXT)
+    first = s.trace()
+    assert s.trace() is first and s.n_forward == 1
+    s.text = "another text"
+    s.trace()
+    s.text = TEXT
+    assert s.trace() is first and s.n_forward == 2
+    other = tiny_model("bert", seed=1)
+    s.model = other                                     # same name, new weights: no stale trace
+    assert s.trace() is not first and s.n_forward == 3
+
+
+def test_session_drops_the_graph_when_the_text_changes(model):
+    s = Session(model, TEXT)
+    s.graph = "a graph"
+    s.text = "something else"
+    assert s.graph is None
+
+
+def test_session_model_is_busy_while_a_job_holds_it(model):
+    import threading
+
+    s = Session(model, TEXT)
+    held, release = threading.Event(), threading.Event()
+
+    def job():
+        with s.using_model(wait=True):
+            held.set()
+            release.wait(5)
+
+    t = threading.Thread(target=job)
+    t.start()
+    held.wait(5)
+    with pytest.raises(ModelBusy, match="busy"):
+        s.trace()
+    release.set()
+    t.join()
+    assert s.trace().text == TEXT
+
+
+def test_error_text_is_readable():
+    assert error_text(IndexError("head 9 is out of range")) == "Out of range: head 9 is out of range"
+    assert error_text(InputError("text is empty")) == "Invalid input: text is empty"
+    assert error_text(KeyError("x is not a node")) == "Not found: x is not a node"
+    assert error_text(RuntimeError("boom")) == "RuntimeError: boom"
+    assert "&lt;script&gt;" in error_html(ValueError("<script>"))
+
+
+def test_jsonable_and_csv_text():
+    data = {"a": np.arange(3), "b": (np.float32(1.5), np.int64(2)), "c": float("nan"), 4: {"d": np.bool_(True)}}
+    assert json.loads(json.dumps(jsonable(data))) == {"a": [0, 1, 2], "b": [1.5, 2], "c": None, "4": {"d": True}}
+    text = csv_text([{"x": 1, "y": [1, 2]}, {"x": 2, "z": "q"}])
+    rows = list(csv.DictReader(text.splitlines()))
+    assert rows[0] == {"x": "1", "y": "[1, 2]", "z": ""} and rows[1]["z"] == "q"
+
+
+def test_write_atomic_leaves_no_temporary_file(tmp_path):
+    path = write_atomic(tmp_path / "sub" / "out.json", "{}")
+    assert path.read_text() == "{}" and os.listdir(tmp_path / "sub") == ["out.json"]
+
+
+def test_save_export_and_code_buttons(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    panel = AttentionExplorer(model, TEXT, layer=1, head=2)
+    assert panel.filename.value == "attention_l1_h2"
+    panel.figure_format.value = "png + svg + pdf"
+    panel.save_button.click()
+    assert sorted(os.listdir(tmp_path)) == ["attention_l1_h2.pdf", "attention_l1_h2.png", "attention_l1_h2.svg"]
+    assert (tmp_path / "attention_l1_h2.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "attention_l1_h2.pdf").read_bytes()[:4] == b"%PDF"
+    panel.export_button.click()
+    data = json.loads((tmp_path / "attention_l1_h2.json").read_text())
+    assert data["layer"] == 1 and data["head"] == 2 and data["tokens"] == panel.session.trace().tokens
+    np.testing.assert_allclose(data["matrices"][0], panel.session.trace().attentions[1, 2], rtol=1e-6)
+    rows = list(csv.DictReader((tmp_path / "attention_l1_h2.csv").read_text().splitlines()))
+    assert len(rows) == len(data["tokens"]) ** 2 and set(rows[0]) >= {"query", "key", "weight"}
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
+    panel.head.value = 3                                 # the automatic file name follows the view
+    assert panel.filename.value == "attention_l1_h3"
+    panel.code_button.value = True
+    assert panel.code_area.layout.display == "" and "trace.attentions[1, 3]" in panel.code_area.value
+    panel.head.value = 0
+    assert "trace.attentions[1, 0]" in panel.code_area.value      # the code follows the view
+    assert panel.error_message == ""
+
+
+def test_the_file_suffix_or_the_format_menu_picks_the_format(model, tmp_path):
+    panel = AttentionExplorer(model, TEXT)
+    panel.filename.value = str(tmp_path / "figure.svg")
+    panel.save_button.click()
+    assert (tmp_path / "figure.svg").read_text().lstrip().startswith("<?xml")
+    panel.filename.value = str(tmp_path / "other")
+    panel.figure_format.value = "pdf"
+    panel.save_button.click()
+    assert (tmp_path / "other.pdf").exists() and panel.error_message == ""

@@ -1,0 +1,402 @@
+"""The common base of every panel: errors shown inside, a busy indicator, save / export /
+copy-as-code, a shared :class:`Session`, and background jobs with progress and cancel."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import html
+import io
+import json
+import os
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+import numpy as np
+import traitlets
+from matplotlib.figure import Figure
+
+from analysis.figures import save_figure
+from widgets.render import figure_png
+from widgets.session import Session
+
+FIGURE_FORMATS = {"png": ["png"], "svg": ["svg"], "pdf": ["pdf"], "png + svg + pdf": ["png", "svg", "pdf"]}
+_ERROR_STYLE = ("background:#fdecea;border-left:4px solid #D55E00;padding:6px 10px;margin:4px 0;"
+                "color:#611a15;white-space:pre-wrap")
+
+
+# --------------------------------------------------------------------------- helpers
+def error_text(exc: BaseException) -> str:
+    """A one-paragraph description of a user error (no traceback)."""
+    kind = {IndexError: "Out of range", KeyError: "Not found", ValueError: "Invalid input",
+            TypeError: "Invalid input"}
+    label = next((v for k, v in kind.items() if isinstance(exc, k)), None)
+    if type(exc).__name__ == "ModelBusy":
+        label = "Busy"
+    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return f"{label or type(exc).__name__}: {message or type(exc).__name__}"
+
+
+def error_html(exc: BaseException) -> str:
+    """:func:`error_text` as a red box."""
+    return f"<div class='attnlab-error' style='{_ERROR_STYLE}'>&#9888; {html.escape(error_text(exc))}</div>"
+
+
+def jsonable(obj: Any) -> Any:
+    """Numpy arrays and scalars, tuples, dataclasses, paths as plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None if np.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")})
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_atomic(path: str | os.PathLike, data: str) -> Path:
+    """Write ``data`` to a temporary file next to ``path``, then rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def csv_text(rows: Sequence[dict]) -> str:
+    """Rows (dicts) as CSV text; the header is the union of keys in first-seen order."""
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields or ["empty"])
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: json.dumps(jsonable(v)) if isinstance(v, (list, tuple, dict, np.ndarray)) else jsonable(v)
+                         for k, v in r.items()})
+    return buf.getvalue()
+
+
+def row(*children: W.Widget) -> W.HBox:
+    """Controls side by side, wrapping on narrow screens."""
+    return W.HBox(list(children), layout=W.Layout(flex_flow="row wrap"))
+
+
+def layer_slider(description: str = "layer") -> W.IntSlider:
+    """An integer slider for an index (layer, head); its range is set when a trace is known."""
+    return W.IntSlider(value=0, min=0, max=1, description=description, continuous_update=False,
+                       layout=W.Layout(width="260px"))
+
+
+def head_control(n_heads: int, *, pooled: bool = False) -> W.Dropdown:
+    """Heads 0..H-1, plus "all (pooled)" when ``pooled``."""
+    return W.Dropdown(options=head_options(n_heads, pooled), value=0, description="head",
+                      layout=W.Layout(width="190px"))
+
+
+def head_options(n_heads: int, pooled: bool) -> list[tuple[str, Any]]:
+    return [(str(h), h) for h in range(n_heads)] + ([("all (pooled)", "all")] if pooled else [])
+
+
+def token_options(tokens: Sequence[str]) -> list[tuple[str, int]]:
+    return [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
+
+
+def model_line(model: Any) -> str:
+    """The code line that loads ``model`` again."""
+    name = getattr(model, "name", None)
+    return f"model = analysis.load_model({name!r})" if name else "model = analysis.load_model()"
+
+
+# --------------------------------------------------------------------------- the panel
+class Panel(W.VBox):
+    """A displayable panel over one :class:`Session`.
+
+    Subclasses build ``controls`` and ``views`` and implement ``_refresh`` (recompute and
+    redraw), ``figure`` (the current picture, a new Figure), ``results``/``rows`` (export),
+    ``code`` (the analysis calls that reproduce the view) and ``name``.
+    """
+
+    title = "panel"
+
+    def __init__(self, model: Any = None, text: str | None = None, *, session: Session | None = None,
+                 active: bool = True, show_text: bool = True) -> None:
+        super().__init__()
+        self.session = session if session is not None else Session(model, text)
+        if session is not None and model is not None and model is not session.model:
+            session.model = model
+        if session is not None and text is not None:
+            session.text = text
+        self.active = active
+        self.last_error: BaseException | None = None
+        self._stale = True
+        self._holding = 0
+        self._job: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self._auto_name = ""
+        self._build_common(show_text)
+        self.add_class("attnlab-panel")
+        self.session.observe(self._session_changed, names=["text", "model"])
+
+    # ------------------------------------------------------------------ layout
+    def _build_common(self, show_text: bool) -> None:
+        self.header = W.HTML()
+        self.text_box = W.Textarea(value=self.session.text, description="text", continuous_update=False,
+                                   layout=W.Layout(width="98%", height="48px", display="" if show_text else "none"))
+        traitlets.link((self.session, "text"), (self.text_box, "value"))
+        self.error = W.HTML(layout=W.Layout(width="98%"))
+        self.status = W.HTML()
+        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0,
+                                        layout=W.Layout(width="260px", display="none"))
+        self.cancel_button = W.Button(description="cancel", icon="stop", button_style="warning",
+                                      layout=W.Layout(width="100px", display="none"))
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.filename = W.Text(value="", description="file", layout=W.Layout(width="260px"))
+        self.figure_format = W.Dropdown(options=list(FIGURE_FORMATS), value="png", layout=W.Layout(width="140px"))
+        self.save_button = W.Button(description="save figure", icon="image", layout=W.Layout(width="130px"))
+        self.export_button = W.Button(description="export results", icon="download", layout=W.Layout(width="140px"))
+        self.code_button = W.ToggleButton(description="copy as code", icon="code", layout=W.Layout(width="130px"))
+        self.code_area = W.Textarea(layout=W.Layout(width="98%", height="170px", display="none"))
+        self.save_button.on_click(lambda _: self._safely(self.save_figure))
+        self.export_button.on_click(lambda _: self._safely(self.export))
+        self.code_button.observe(lambda _: self._safely(self._show_code), names="value")
+        self.toolbar = row(self.filename, self.figure_format, self.save_button, self.export_button, self.code_button)
+
+    def _layout(self, controls: Sequence[W.Widget], views: Sequence[W.Widget]) -> None:
+        """Arrange the panel: header, text, controls, messages, views, toolbar, code."""
+        self.children = [self.header, self.text_box, *controls, self.error,
+                         W.HBox([self.status, self.progress, self.cancel_button]), *views,
+                         self.toolbar, self.code_area]
+        self._update_header()
+        if self.active:
+            self.refresh()
+
+    def _update_header(self) -> None:
+        self.header.value = (f"<b style='font-size:115%'>{html.escape(self.title)}</b> "
+                             f"<span style='color:#666'>· {html.escape(str(self.session.model.name))}</span>")
+
+    # ------------------------------------------------------------------ errors and busy state
+    def show_error(self, exc: BaseException) -> None:
+        """Show a readable message for ``exc`` inside the panel (no traceback)."""
+        self.last_error = exc
+        self.error.value = error_html(exc)
+
+    def clear_error(self) -> None:
+        self.last_error = None
+        self.error.value = ""
+
+    @property
+    def error_message(self) -> str:
+        """The error shown now, as plain text ("" when none)."""
+        return error_text(self.last_error) if self.last_error is not None else ""
+
+    @contextmanager
+    def working(self, what: str = "working") -> Iterator[None]:
+        """Busy indicator around work; an exception ends the work and shows as a message."""
+        busy = self.status.value = f"<span style='color:#0072B2'>&#8987; {html.escape(what)}&hellip;</span>"
+        start = time.perf_counter()
+        try:
+            self.clear_error()
+            yield
+            if self.status.value == busy:       # the work did not leave a message of its own
+                took = 1000 * (time.perf_counter() - start)
+                self.status.value = f"<span style='color:#888'>{html.escape(what)}: {took:.0f} ms</span>"
+        except Exception as exc:  # noqa: BLE001 - every user-facing failure becomes a message
+            self.status.value = ""
+            self.show_error(exc)
+
+    def _safely(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a callback; any exception shows as a message in the panel."""
+        with self.working(getattr(fn, "__name__", "working").strip("_").replace("_", " ")):
+            fn(*args)
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Change controls without triggering their callbacks."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+
+    def on_change(self, widget: W.Widget, handler: Callable[[], None], what: str = "drawing") -> None:
+        """Call ``handler`` (guarded, busy-indicated) when ``widget.value`` changes."""
+        def callback(_: Any) -> None:
+            if not self._holding:
+                with self.working(what):
+                    handler()
+                self._after_update()
+        widget.observe(callback, names="value")
+
+    # ------------------------------------------------------------------ refresh
+    def _session_changed(self, change: dict) -> None:
+        if change["name"] == "model":
+            self._update_header()
+        self._stale = True
+        if self.active:
+            self.refresh()
+
+    def activate(self, active: bool = True) -> None:
+        """Make the panel (in)active; an active stale panel refreshes now (the Lab's tabs)."""
+        self.active = active
+        if active and self._stale:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute and redraw everything for the session's current model and text."""
+        self._stale = False
+        with self.working("updating"):
+            self._refresh()
+        self._after_update()
+
+    def _after_update(self) -> None:
+        """Keep the automatic file name and the visible code in step with the view."""
+        if not self.filename.value or self.filename.value == self._auto_name:
+            self._auto_name = self.filename.value = self._safe_name()
+        if self.code_button.value:
+            try:
+                self._show_code()
+            except Exception as exc:  # noqa: BLE001 - no view, no code: say why
+                self.code_area.value = f"# no code for this view: {error_text(exc)}"
+
+    def _safe_name(self) -> str:
+        try:
+            return self.name()
+        except Exception:  # noqa: BLE001 - a name is a convenience
+            return "attnlab_figure"
+
+    # ------------------------------------------------------------------ for subclasses
+    def _refresh(self) -> None:
+        raise NotImplementedError
+
+    def figure(self, *, paper: bool = False) -> Figure:
+        """The current picture as a new Figure (``paper``: at publication size)."""
+        raise NotImplementedError
+
+    def results(self) -> dict:
+        """The current results and settings, JSON-ready."""
+        raise NotImplementedError
+
+    def rows(self) -> list[dict]:
+        """The current results as table rows (CSV)."""
+        raise NotImplementedError
+
+    def code(self, *, include_model: bool = True) -> str:
+        """Python that reproduces the current view with the ``analysis`` package."""
+        raise NotImplementedError
+
+    def name(self) -> str:
+        """A file name (no suffix) describing the current view."""
+        return self.title.lower().replace(" ", "_")
+
+    # ------------------------------------------------------------------ save, export, code
+    def save_figure(self, path: str | os.PathLike | None = None, formats: Sequence[str] | None = None) -> list[Path]:
+        """Save the current picture at publication size (PNG/SVG/PDF, atomically)."""
+        path = Path(path if path is not None else (self.filename.value or self._safe_name()))
+        if formats is None and path.suffix.lower().lstrip(".") not in ("png", "svg", "pdf"):
+            formats = FIGURE_FORMATS[self.figure_format.value]
+        fig = self.figure(paper=True)
+        try:
+            written = save_figure(fig, path, formats)
+        finally:
+            plt.close(fig)
+        self.status.value = "saved " + ", ".join(html.escape(str(p)) for p in written)
+        return written
+
+    def export(self, path: str | os.PathLike | None = None) -> list[Path]:
+        """Write the results as ``<path>.json`` and ``<path>.csv`` (atomically)."""
+        base = Path(path if path is not None else (self.filename.value or self._safe_name()))
+        if base.suffix.lower() in (".json", ".csv", ".png", ".svg", ".pdf"):
+            base = base.with_suffix("")
+        written = [write_atomic(base.with_name(base.name + ".json"), json.dumps(jsonable(self.results()), indent=1)),
+                   write_atomic(base.with_name(base.name + ".csv"), csv_text(self.rows()))]
+        self.status.value = "exported " + ", ".join(html.escape(str(p)) for p in written)
+        return written
+
+    def _show_code(self) -> None:
+        visible = self.code_button.value
+        self.code_area.layout.display = "" if visible else "none"
+        if visible:
+            self.code_area.value = self.code()
+
+    def show_png(self, image: W.Image, fig: Figure) -> None:
+        """Render ``fig`` into ``image`` (and close it)."""
+        image.value = figure_png(fig)
+
+    # ------------------------------------------------------------------ background jobs
+    def start_job(self, what: str, work: Callable[[Callable[[float], bool]], Any],
+                  done: Callable[[Any], None]) -> None:
+        """Run ``work(report)`` in a thread holding the model; ``report(fraction)`` moves the
+        progress bar and returns False once cancel was pressed; ``done(result)`` shows it."""
+        if self.running:
+            raise RuntimeError(f"{self.title}: a job is already running; wait or press cancel")
+        self._cancel.clear()
+        self.clear_error()
+        self.progress.value = 0.0
+        self.progress.layout.display = self.cancel_button.layout.display = ""
+        self.status.value = f"<span style='color:#0072B2'>&#8987; {html.escape(what)}&hellip;</span>"
+
+        def report(fraction: float) -> bool:
+            self.progress.value = float(min(max(fraction, 0.0), 1.0))
+            return not self._cancel.is_set()
+
+        def target() -> None:
+            start = time.perf_counter()
+            try:
+                with self.session.using_model(wait=True):
+                    result = work(report)
+                done(result)
+                stopped = " (cancelled)" if self._cancel.is_set() else ""
+                took = time.perf_counter() - start
+                self.status.value = f"<span style='color:#888'>{html.escape(what)}{stopped}: {took:.1f} s</span>"
+                self._after_update()
+            except Exception as exc:  # noqa: BLE001 - shown in the panel
+                self.status.value = ""
+                self.show_error(exc)
+            finally:
+                self.progress.layout.display = self.cancel_button.layout.display = "none"
+
+        self._job = threading.Thread(target=target, name=f"attnlab {self.title}", daemon=True)
+        self._job.start()
+
+    @property
+    def running(self) -> bool:
+        return self._job is not None and self._job.is_alive()
+
+    def cancel(self) -> None:
+        """Ask the running job to stop after its current step."""
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the running job ends (scripts and tests); True when none is running."""
+        if self._job is not None:
+            self._job.join(timeout)
+        return not self.running
+
+
+def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: the method's exceptions show inside the panel instead of escaping."""
+    @functools.wraps(method)
+    def wrapper(self: Panel, *args: Any, **kwargs: Any) -> Any:
+        with self.working(method.__name__.strip("_").replace("_", " ")):
+            return method(self, *args, **kwargs)
+    return wrapper

@@ -1,0 +1,101 @@
+"""``Lab``: every panel in tabs over one session: one text box, one model picker."""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as W
+
+from widgets.adversarial import AdversarialPanel
+from widgets.attention import AttentionExplorer
+from widgets.base import Panel, error_html
+from widgets.citest import CITestPanel
+from widgets.explanation import ExplanationPanel
+from widgets.graph import CausalGraphPanel
+from widgets.intervention import InterventionPanel
+from widgets.session import Session
+
+PANELS: tuple[tuple[str, type[Panel]], ...] = (
+    ("Attention", AttentionExplorer), ("CI test", CITestPanel), ("Causal graph", CausalGraphPanel),
+    ("Explanation", ExplanationPanel), ("Adversarial", AdversarialPanel), ("Interventions", InterventionPanel))
+
+
+def zoo_names() -> list[str]:
+    """Names of the embedded models ``analysis.load_model`` builds offline."""
+    from analysis.zoo import ZOO
+
+    return list(ZOO)
+
+
+class Lab(W.VBox):
+    """All panels in ``ipywidgets.Tab`` sharing one :class:`Session`: edit ``.text`` once and
+    every panel follows; ``.model_picker`` (a zoo name, a local folder or a hub id) + ``load``
+    swaps the model. Only the visible tab recomputes; the others catch up when selected.
+    """
+
+    def __init__(self, model: Any = None, text: str | None = None, *, session: Session | None = None) -> None:
+        super().__init__()
+        self.session = session if session is not None else Session(model, text)
+        self.text = W.Textarea(value=self.session.text, description="text", continuous_update=False,
+                               placeholder="type a sentence, then click outside the box",
+                               layout=W.Layout(width="98%", height="56px"))
+        import traitlets
+
+        traitlets.link((self.session, "text"), (self.text, "value"))
+        names = zoo_names()
+        current = self.session.model.name
+        self.model_picker = W.Combobox(value=current, options=sorted(set(names) | {current}), description="model",
+                                       ensure_option=False, layout=W.Layout(width="360px"))
+        self.load_button = W.Button(description="load", icon="upload", layout=W.Layout(width="90px"))
+        self.load_button.on_click(lambda _: self.load_model())
+        self.model_info = W.HTML()
+        self.error = W.HTML()
+        self.panels = [cls(session=self.session, active=False, show_text=False) for _, cls in PANELS]
+        self.tabs = W.Tab(children=self.panels, titles=tuple(title for title, _ in PANELS))
+        self.tabs.observe(self._tab_changed, names="selected_index")
+        self.session.observe(lambda _: self._show_model(), names="model")
+        picker = W.HBox([self.model_picker, self.load_button, self.model_info])
+        self.children = [picker, self.text, self.error, self.tabs]
+        self._show_model()
+        self.tabs.selected_index = 0
+        self.panels[0].activate()
+
+    def __getitem__(self, name: str) -> Panel:
+        """The panel of a tab by title (e.g. ``lab["CI test"]``) or class name."""
+        for (title, cls), panel in zip(PANELS, self.panels):
+            if name in (title, cls.__name__):
+                return panel
+        raise KeyError(f"no panel {name!r}; panels: {', '.join(t for t, _ in PANELS)}")
+
+    def _tab_changed(self, change: dict) -> None:
+        for k, panel in enumerate(self.panels):
+            panel.active = k == change["new"]
+        if change["new"] is not None:
+            self.panels[change["new"]].activate()
+
+    def select(self, name: str) -> Panel:
+        """Show the tab of panel ``name`` and return the panel."""
+        panel = self[name]
+        self.tabs.selected_index = self.panels.index(panel)
+        return panel
+
+    def load_model(self, name: str | None = None) -> None:
+        """Load ``name`` (default: the picker's value) with ``analysis.load_model`` and switch
+        every panel to it; a failure shows as a message and keeps the current model."""
+        from analysis import load_model
+
+        name = self.model_picker.value if name is None else name
+        self.error.value = ""
+        self.model_info.value = f"<span style='color:#0072B2'>&#8987; loading {html.escape(name)}&hellip;</span>"
+        try:
+            if name != self.session.model.name:
+                self.session.model = load_model(name or None)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.error.value = error_html(exc)
+        self._show_model()
+
+    def _show_model(self) -> None:
+        m = self.session.model
+        self.model_picker.value = m.name
+        self.model_info.value = (f"<span style='color:#555'>{m.n_layers} layers &times; {m.n_heads} heads"
+                                 f"{' · classes: ' + html.escape(', '.join(m.labels)) if m.labels else ''}</span>")
