@@ -5,7 +5,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from analysis.zoo import sentiment
+from analysis.zoo import attention_classifier, sentiment
 from analysis.zoo.cache import build_atomically, cache_root, read_manifest
 
 DEFAULT = sentiment.NAME
@@ -14,6 +14,9 @@ ZOO: dict[str, tuple[str, Callable[[Path, bool], dict[str, Any]]]] = {
     sentiment.NAME: (sentiment.SentimentRecipe().version,
                      lambda out, progress: sentiment.train(out, progress=progress)),
 }
+# the classic single-attention classifiers (Jain & Wallace): "attention-classifier-rt", "-imdb"
+for _name, _recipe in attention_classifier.RECIPES.items():
+    ZOO[_name] = (_recipe.version, lambda out, progress, r=_recipe: attention_classifier.train(out, r, progress=progress))
 
 
 def model_dir(name: str | None = None) -> Path:
@@ -37,7 +40,8 @@ def prepare(name: str | None = None, *, progress: bool = True, rebuild: bool = F
 
 
 def load(name: str | None = None, *, device: str = "cpu", progress: bool = True) -> Any:
-    """Load a zoo model as an ``analysis.Model`` (building it first if needed)."""
+    """Load a zoo model as an ``analysis.Model`` (building it first if needed); the attention
+    classifiers load as ``attention_classifier.AttentionClassifier`` (same interface)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from analysis.models.model import Model
@@ -45,6 +49,10 @@ def load(name: str | None = None, *, device: str = "cpu", progress: bool = True)
     name = name or DEFAULT
     meta = prepare(name, progress=progress)
     folder = model_dir(name)
+    if name in attention_classifier.RECIPES:
+        classifier = attention_classifier.load(folder, name=name, device=device)
+        classifier.info = meta
+        return classifier
     module = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager",
                                                                 local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
