@@ -112,7 +112,7 @@ def layer_blocks(model: Any) -> list[nn.Module] | None:
     module), or None when they cannot be found unambiguously."""
     names = {id(m): name for name, m in model.module.named_modules()}
     blocks = []
-    for i, attention in enumerate(model._attention_modules):
+    for i, attention in enumerate(model.attention_modules):
         parts = names[id(attention)].split(".")
         found = None
         for j in range(len(parts) - 1, 0, -1):
@@ -215,18 +215,24 @@ def _context(model: Any, text: str, layer: int, head: int | str, k: int) -> _Con
 
 
 def _init_logits(ctx: _Context, k: int, seed: int) -> torch.Tensor:
-    """``log(uniform) + 3 N(0, 1)`` logits [k, h, n, n] (Jain & Wallace), seeded."""
+    """``log(uniform) + 3 N(0, 1)`` logits [k, h, n, n] (Jain & Wallace), seeded.
+
+    A query-independent model (one attention distribution, every row equal: the classic
+    single-attention classifier) gets one row of logits [k, h, 1, n], so its rows stay tied
+    and the JSD is not inflated by rows the model never sees apart.
+    """
     gen = torch.Generator().manual_seed(int(seed))
     n = ctx.support.shape[0]
-    log_uniform = -torch.log(ctx.support.sum(-1, keepdim=True).float())          # [n, 1]
-    noise = torch.randn((k, len(ctx.heads), n, n), generator=gen)
+    rows = 1 if getattr(ctx.model, "query_independent", False) else n
+    log_uniform = -torch.log(ctx.support[:rows].sum(-1, keepdim=True).float())   # [rows, 1]
+    noise = torch.randn((k, len(ctx.heads), rows, n), generator=gen)
     return (log_uniform + 3.0 * noise).requires_grad_(True)
 
 
 # --------------------------------------------------------------------------- one step
 def _attention(theta: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
-    """Masked softmax of the logits over the visible keys [k, h, n, n]."""
-    return torch.softmax(theta.masked_fill(~support, float("-inf")), dim=-1)
+    """Masked softmax of the logits [k, h, n or 1, n] over the visible keys: [k, h, n, n]."""
+    return torch.softmax(theta.expand(*theta.shape[:2], *support.shape).masked_fill(~support, float("-inf")), dim=-1)
 
 
 def _objective(att: torch.Tensor, probs: torch.Tensor, ctx: _Context, eps: float, penalty: float

@@ -242,7 +242,7 @@ def output_projection(model: Any, layer: int) -> np.ndarray:
     if not -model.n_layers <= layer < model.n_layers:
         raise IndexError(f"layer {layer} is out of range: this model has {model.n_layers} layers "
                          f"(0..{model.n_layers - 1})")
-    attention = model._attention_modules[layer]
+    attention = model.attention_modules[layer]
     found = next((getattr(attention, n) for n in _OUTPUT_NAMES if hasattr(attention, n)), None)
     if found is None:                                     # BERT / RoBERTa: sibling attention.output.dense
         names = {id(m): name for name, m in model.module.named_modules()}

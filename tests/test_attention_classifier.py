@@ -156,6 +156,8 @@ def test_adversarial_search_runs_and_predict_reproduces_its_tvd():
     n = model.trace(SHORT).n_tokens
     assert res.attentions.shape == (2, n, n) and res.tvd.shape == (2,) and res.jsd.shape == (2,)
     np.testing.assert_allclose(res.attentions.sum(-1), 1.0, atol=1e-5)
+    # one attention distribution: the adversary's rows stay tied (the model only sees one)
+    np.testing.assert_allclose(res.attentions, np.repeat(res.attentions[:, :1], n, axis=1), atol=1e-7)
     y0 = model.predict(SHORT)[0]
     for i in range(2):
         p = model.predict(SHORT, attention_override=res.override(i))[0]

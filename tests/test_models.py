@@ -142,9 +142,10 @@ def test_override_is_differentiable_and_hooks_are_removed():
     out.logits[0, 0].backward()
     assert m.grad is not None and float(m.grad.abs().sum()) > 0
     assert not any(hasattr(mod, "_attnlab_hook") for mod in model.module.modules())
+    from analysis.models.attention import AttentionHook, attention_hooks
+
     with pytest.raises(RuntimeError):
-        with torch.no_grad(), __import__("analysis.models.attention", fromlist=["x"]).attention_hooks(
-                model._attention_modules, __import__("analysis.models.attention", fromlist=["x"]).AttentionHook()):
+        with torch.no_grad(), attention_hooks(list(model.attention_modules), AttentionHook()):
             raise RuntimeError("boom")
     assert not any(hasattr(mod, "_attnlab_hook") for mod in model.module.modules())
 

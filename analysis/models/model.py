@@ -72,6 +72,11 @@ class Model:
 
     # ----------------------------------------------------------------- properties
     @property
+    def attention_modules(self) -> tuple[nn.Module, ...]:
+        """The modules that compute attention, in layer order (index = layer)."""
+        return tuple(self._attention_modules)
+
+    @property
     def n_layers(self) -> int:
         return len(self._attention_modules)
 
