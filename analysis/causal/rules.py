@@ -83,9 +83,10 @@ def _r3(work: Work) -> bool:
         for d in sorted(adj[b]):
             if M[b][d] != CIRCLE:
                 continue
-            for a, c in combinations(into, 2):
-                if (c not in adj[a] and d in adj[a] and d in adj[c]
-                        and M[d][a] == CIRCLE and M[d][c] == CIRCLE):
+            # only a, c with a *-o d o-* c can complete the pattern: filter before pairing
+            cand = [x for x in into if x != d and x in adj[d] and M[d][x] == CIRCLE]
+            for a, c in combinations(cand, 2):
+                if c not in adj[a]:
                     M[b][d] = ARROW
                     changed = True
                     break
