@@ -59,11 +59,10 @@ class AdversarialPanel(Panel):
         with self.holding():
             self.layer.max = trace.n_layers - 1
             self.head.options = head_options(trace.n_heads, pooled=False) + [("all heads", "all")]
-            if self._initial is not None:
-                layer, head = self._initial
-                self._initial = None
-                self.layer.value = trace.n_layers - 1
-                self.layer.value, self.head.value = trace.check_head(layer, head)
+            problem = self.take_initial_view(trace, self._initial)
+            self._initial = None
+        if problem is not None:
+            raise problem
 
     def settings(self) -> dict:
         """The keyword arguments of ``analysis.adversarial.search`` for the current controls."""

@@ -113,24 +113,18 @@ class AttentionExplorer(Panel):
             self.query.options = token_options(trace.tokens)
             self.query.value = query if query is not None and query < trace.n_tokens else 0
             if self._initial is not None:       # first draw: the constructor's layer/head/query
-                problem = self._apply_initial(trace)
+                self.head.value = 0
+            problem = self.take_initial_view(trace, self._initial, lambda query: self._set_query(trace, query))
+            self._initial = None
         self._mode_changed()
         if problem is not None:                 # drawn the default view; now say what was wrong
             raise problem
 
-    def _apply_initial(self, trace: Any) -> Exception | None:
-        layer, head, query = self._initial
-        self._initial = None
-        self.layer.value, self.head.value = trace.n_layers - 1, 0
-        try:
-            self.layer.value, self.head.value = trace.check_head(layer, head)
-            if not -trace.n_tokens <= query < trace.n_tokens:
-                raise IndexError(f"query {query} is out of range: the input has {trace.n_tokens} tokens "
-                                 f"(0..{trace.n_tokens - 1})")
-            self.query.value = query % trace.n_tokens
-        except (IndexError, ValueError) as exc:
-            return exc
-        return None
+    def _set_query(self, trace: Any, query: int) -> None:
+        if not -trace.n_tokens <= query < trace.n_tokens:
+            raise IndexError(f"query {query} is out of range: the input has {trace.n_tokens} tokens "
+                             f"(0..{trace.n_tokens - 1})")
+        self.query.value = query % trace.n_tokens
 
     def _cache_key(self) -> tuple:
         mode = self.mode.value

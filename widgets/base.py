@@ -238,6 +238,26 @@ class Panel(W.VBox):
         finally:
             self._holding -= 1
 
+    def take_initial_view(self, trace: Any, initial: tuple | None,
+                          extra: Callable[..., None] | None = None) -> Exception | None:
+        """Apply the constructor's ``(layer, head, *rest)`` once, on the first draw.
+
+        The last layer is set first, so a bad value leaves a valid view; the error is
+        returned (not raised) so the caller draws that view, then reports it. ``extra(*rest)``
+        sets the panel's other initial controls (it may raise IndexError/ValueError too).
+        """
+        if initial is None:
+            return None
+        layer, head, *rest = initial
+        self.layer.value = trace.n_layers - 1
+        try:
+            self.layer.value, self.head.value = trace.check_head(layer, head)
+            if extra is not None:
+                extra(*rest)
+        except (IndexError, ValueError) as exc:
+            return exc
+        return None
+
     def on_change(self, widget: W.Widget, handler: Callable[[], None], what: str = "drawing") -> None:
         """Call ``handler`` (guarded, busy-indicated) when ``widget.value`` changes."""
         def callback(_: Any) -> None:

@@ -105,8 +105,9 @@ class CITestPanel(Panel):
             self.layer.max = trace.n_layers - 1
             self.head.options = head_options(trace.n_heads, pooled=True)
             self.n_samples.max = max(4096, 4 * int(abcd.resolve_n_samples(trace, None)))
-            if self._initial is not None:
-                problem = self._apply_initial(trace)
+            problem = self.take_initial_view(trace, self._initial, lambda n_samples: setattr(
+                self.n_samples, "value", int(abcd.resolve_n_samples(trace, n_samples))))
+            self._initial = None
             options = token_options(trace.tokens)
             content = [i for i in range(trace.n_tokens) if not trace.special[i]] or list(range(trace.n_tokens))
             for dd in (self.x, self.y, self.cond):
@@ -117,17 +118,6 @@ class CITestPanel(Panel):
         self._test()
         if problem is not None:
             raise problem
-
-    def _apply_initial(self, trace: Any) -> Exception | None:
-        layer, head, n_samples = self._initial
-        self._initial = None
-        self.layer.value = trace.n_layers - 1
-        try:
-            self.n_samples.value = int(abcd.resolve_n_samples(trace, n_samples))
-            self.layer.value, self.head.value = trace.check_head(layer, head)
-        except (IndexError, ValueError) as exc:
-            return exc
-        return None
 
     def _test(self) -> None:
         self._paint_buttons()

@@ -68,14 +68,9 @@ class ExplanationPanel(Panel):
             self.head.options = head_options(trace.n_heads, pooled=True)
             self.n_samples.max = max(4096, 4 * int(abcd.resolve_n_samples(trace, None)))
             if self._initial is not None:
-                layer, head = self._initial
-                self._initial = None
-                self.layer.value = trace.n_layers - 1
                 self.n_samples.value = int(abcd.resolve_n_samples(trace, None))
-                try:
-                    self.layer.value, self.head.value = trace.check_head(layer, head)
-                except (IndexError, ValueError) as exc:
-                    problem = exc
+            problem = self.take_initial_view(trace, self._initial)
+            self._initial = None
         self._explain()
         if problem is not None:
             raise problem

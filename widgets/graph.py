@@ -73,15 +73,9 @@ class CausalGraphPanel(Panel):
             self.layer.max = trace.n_layers - 1
             self.head.options = head_options(trace.n_heads, pooled=True)
             self.n_samples.max = max(4096, 4 * int(abcd.resolve_n_samples(trace, None)))
-            if self._initial is not None:
-                layer, head, n_samples = self._initial
-                self._initial = None
-                self.layer.value = trace.n_layers - 1
-                try:
-                    self.n_samples.value = int(abcd.resolve_n_samples(trace, n_samples))
-                    self.layer.value, self.head.value = trace.check_head(layer, head)
-                except (IndexError, ValueError) as exc:
-                    problem = exc
+            problem = self.take_initial_view(trace, self._initial, lambda n_samples: setattr(
+                self.n_samples, "value", int(abcd.resolve_n_samples(trace, n_samples))))
+            self._initial = None
         self._learn()
         if problem is not None:
             raise problem

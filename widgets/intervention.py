@@ -77,11 +77,10 @@ class InterventionPanel(Panel):
             self.head.options = head_options(trace.n_heads, False) + [("all heads", "all")]
             self.positions.options = token_options(trace.tokens)
             self.positions.value = ()
-            if self._initial is not None:
-                layer, head = self._initial
-                self._initial = None
-                self.layer.value = trace.n_layers - 1
-                self.layer.value, self.head.value = trace.check_head(layer, head)
+            problem = self.take_initial_view(trace, self._initial)
+            self._initial = None
+        if problem is not None:
+            raise problem
 
     def settings(self) -> dict:
         """Every parameter an intervention may take (each takes the ones it needs)."""
