@@ -5,9 +5,9 @@ from collections import deque
 
 import numpy as np
 
-from ._core import (ARROW, CIRCLE, TAIL, Sepsets, Tester, Work, apply_order, combination_chunks,
+from ._core import (ARROW, CIRCLE, Sepsets, Tester, Work, apply_order, combination_chunks,
                     stable_skeleton)
-from .rules import orient_pag, rule0
+from .rules import orient_pag, pd_reach_to, rule0
 
 __all__ = ["fci", "possible_dsep"]
 
@@ -52,7 +52,7 @@ def _pds_removal(work: Work, tester: Tester, sepsets: Sepsets, max_size: int | N
     for a, b in work.pairs():
         if b not in work.adj[a]:
             continue
-        keep = _possible_ancestors(work, a) | _possible_ancestors(work, b) \
+        keep = (pd_reach_to(work, a) - {a}) | (pd_reach_to(work, b) - {b}) \
             if ancestors_only else None
         for x, y in ((a, b), (b, a)):
             pds = possible_dsep(work, x, keep) - {y}
@@ -103,22 +103,6 @@ def _first_separating(work: Work, tester: Tester, a: int, b: int, pds: list[int]
         if hit is not None:
             return tuple(int(v) for v in hit)
     return None
-
-
-def _possible_ancestors(work: Work, target: int) -> set[int]:
-    """Nodes with a possibly directed path into ``target`` (no arrowhead at the near end
-    and no tail at the far end of each edge)."""
-    M, adj = work.M, work.adj
-    seen = {target}
-    queue = deque([target])
-    while queue:
-        y = queue.popleft()
-        for x in adj[y]:
-            if x not in seen and M[x][y] != ARROW and M[y][x] != TAIL:
-                seen.add(x)
-                queue.append(x)
-    seen.discard(target)
-    return seen
 
 
 def fci(work: Work, tester: Tester, sepsets: Sepsets, *, rank: dict[int, int] | None = None,

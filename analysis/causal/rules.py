@@ -266,8 +266,8 @@ def _pd(M: list[list[int]], x: int, y: int) -> bool:
     return M[x][y] != ARROW and M[y][x] != TAIL and M[x][y] != 0
 
 
-def _pd_reach_to(work: Work, target: int, exclude: int) -> set[int]:
-    """Nodes with a possibly directed path to ``target`` avoiding ``exclude``."""
+def pd_reach_to(work: Work, target: int, exclude: int = -1) -> set[int]:
+    """Nodes with a possibly directed path to ``target`` avoiding ``exclude`` (target included)."""
     M, adj = work.M, work.adj
     seen = {target}
     queue = deque([target])
@@ -300,7 +300,7 @@ def _r8_r9(work: Work) -> bool:
                     break
             if done:
                 continue
-            reach = _pd_reach_to(work, c, a)
+            reach = pd_reach_to(work, c, a)
             for b in sorted(adj[a]):  # R9
                 if b == c or b in adj[c] or not _pd(M, a, b) or b not in reach:
                     continue
