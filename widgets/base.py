@@ -258,6 +258,21 @@ class Panel(W.VBox):
             return exc
         return None
 
+    def take_graph_view(self, trace: Any) -> Exception | None:
+        """The ABCD panels' controls (layer, head or pooled, n_samples) fitted to ``trace``;
+        on the first draw, the constructor's ``(layer, head, n_samples)`` (see take_initial_view)."""
+        from analysis import abcd
+
+        self.layer.max = trace.n_layers - 1
+        self.head.options = head_options(trace.n_heads, pooled=True)
+        self.n_samples.max = max(4096, 4 * int(abcd.resolve_n_samples(trace, None)))
+        initial, self._initial = self._initial, None
+        if initial is None:
+            return None
+        self.n_samples.value = int(abcd.resolve_n_samples(trace, None))
+        return self.take_initial_view(trace, initial, lambda n_samples: setattr(
+            self.n_samples, "value", int(abcd.resolve_n_samples(trace, n_samples))))
+
     def on_change(self, widget: W.Widget, handler: Callable[[], None], what: str = "drawing") -> None:
         """Call ``handler`` (guarded, busy-indicated) when ``widget.value`` changes."""
         def callback(_: Any) -> None:

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from analysis import abcd
 from analysis.causal import FisherZTest
 from analysis.figures import ci_test_plot
-from widgets.base import Panel, head_control, head_options, layer_slider, model_line, row, token_options
+from widgets.base import Panel, head_control, layer_slider, model_line, row, token_options
 
 ROLES = ("X", "Y", "condition")
 _STYLE = {"X": "info", "Y": "warning", "condition": "success"}
@@ -102,12 +102,7 @@ class CITestPanel(Panel):
         trace = self.session.trace()
         problem = None
         with self.holding():
-            self.layer.max = trace.n_layers - 1
-            self.head.options = head_options(trace.n_heads, pooled=True)
-            self.n_samples.max = max(4096, 4 * int(abcd.resolve_n_samples(trace, None)))
-            problem = self.take_initial_view(trace, self._initial, lambda n_samples: setattr(
-                self.n_samples, "value", int(abcd.resolve_n_samples(trace, n_samples))))
-            self._initial = None
+            problem = self.take_graph_view(trace)
             options = token_options(trace.tokens)
             content = [i for i in range(trace.n_tokens) if not trace.special[i]] or list(range(trace.n_tokens))
             for dd in (self.x, self.y, self.cond):

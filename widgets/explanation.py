@@ -12,7 +12,7 @@ from analysis.causal import ALGORITHMS
 from analysis.figures import draw_graph, explanation_figure
 from analysis.figures.text import output_probs
 from analysis.models import REMOVALS
-from widgets.base import Panel, head_control, head_options, layer_slider, model_line, row
+from widgets.base import Panel, head_control, layer_slider, model_line, row
 
 
 class ExplanationPanel(Panel):
@@ -31,7 +31,7 @@ class ExplanationPanel(Panel):
                  **kwargs: Any) -> None:
         super().__init__(model, text, **kwargs)
         self.explanation: Any = None
-        self._initial = (layer, head)
+        self._initial = (layer, head, None)
         self._build_controls(algorithm, alpha, max_set_size, removal)
         self._layout(self._rows, [self.sets_image, self.table, self.graph_box])
 
@@ -64,13 +64,7 @@ class ExplanationPanel(Panel):
         trace = self.session.trace()
         problem = None
         with self.holding():
-            self.layer.max = trace.n_layers - 1
-            self.head.options = head_options(trace.n_heads, pooled=True)
-            self.n_samples.max = max(4096, 4 * int(abcd.resolve_n_samples(trace, None)))
-            if self._initial is not None:
-                self.n_samples.value = int(abcd.resolve_n_samples(trace, None))
-            problem = self.take_initial_view(trace, self._initial)
-            self._initial = None
+            problem = self.take_graph_view(trace)
         self._explain()
         if problem is not None:
             raise problem

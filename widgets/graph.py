@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from analysis import abcd
 from analysis.causal import ALGORITHMS, pds_tree
 from analysis.figures import LAYOUTS, draw_graph
-from widgets.base import Panel, head_control, head_options, layer_slider, model_line, row
+from widgets.base import Panel, head_control, layer_slider, model_line, row
 
 NODE_SETS = (("all tokens", "all"), ("content tokens", "content"))
 
@@ -70,12 +70,7 @@ class CausalGraphPanel(Panel):
         self._graphs.clear()
         problem = None
         with self.holding():
-            self.layer.max = trace.n_layers - 1
-            self.head.options = head_options(trace.n_heads, pooled=True)
-            self.n_samples.max = max(4096, 4 * int(abcd.resolve_n_samples(trace, None)))
-            problem = self.take_initial_view(trace, self._initial, lambda n_samples: setattr(
-                self.n_samples, "value", int(abcd.resolve_n_samples(trace, n_samples))))
-            self._initial = None
+            problem = self.take_graph_view(trace)
         self._learn()
         if problem is not None:
             raise problem

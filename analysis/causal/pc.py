@@ -4,6 +4,7 @@ from __future__ import annotations
 from itertools import combinations
 
 from ._core import ARROW, TAIL, Sepsets, Tester, Work, stable_skeleton
+from .rules import collider_candidates
 
 __all__ = ["pc"]
 
@@ -41,20 +42,14 @@ def orient_by_order(work: Work, rank: dict[int, int] | None) -> None:
 def orient_colliders(work: Work, sepsets: Sepsets, rank: dict[int, int] | None = None) -> None:
     """a -> b <- c for unshielded a - b - c with b not in sepset(a, c). Orientations made
     earlier (by the order or an earlier collider) take priority over conflicting ones."""
-    M, adj = work.M, work.adj
-    for b in range(work.p):
-        for a, c in combinations(sorted(adj[b]), 2):
-            if c in adj[a]:
-                continue
-            sep = sepsets.get((a, c))
-            if sep is None or b in sep:
-                continue
-            if _directed(M, b, a) or _directed(M, b, c):
-                continue
-            if not (_allowed(rank, a, b) and _allowed(rank, c, b)):
-                continue
-            _orient(M, a, b)
-            _orient(M, c, b)
+    M = work.M
+    for a, b, c in collider_candidates(work, sepsets):
+        if _directed(M, b, a) or _directed(M, b, c):
+            continue
+        if not (_allowed(rank, a, b) and _allowed(rank, c, b)):
+            continue
+        _orient(M, a, b)
+        _orient(M, c, b)
 
 
 def _meek_once(work: Work, rank: dict[int, int] | None) -> bool:

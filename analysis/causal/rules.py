@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import combinations
+from typing import Iterator
 
 from ._core import ARROW, CIRCLE, TAIL, Sepsets, Work
 
@@ -25,20 +26,26 @@ def _set(M: list[list[int]], at: int, other: int, mark: int) -> bool:
     return False
 
 
-def rule0(work: Work, sepsets: Sepsets) -> None:
-    """R0: for a *-o b o-* c with a, c not adjacent and b not in sepset(a, c): a *-> b <-* c."""
-    M, adj = work.M, work.adj
+def collider_candidates(work: Work, sepsets: Sepsets) -> Iterator[tuple[int, int, int]]:
+    """Unshielded triples (a, b, c), a < c, with a separating set for (a, c) not holding b."""
+    adj = work.adj
     for b in range(work.p):
         for a, c in combinations(sorted(adj[b]), 2):
             if c in adj[a]:
                 continue
             sep = sepsets.get((a, c))
-            if sep is None or b in sep:
-                continue
-            if M[b][a] == TAIL or M[b][c] == TAIL:
-                continue  # conflicts with an orientation already made
-            M[b][a] = ARROW
-            M[b][c] = ARROW
+            if sep is not None and b not in sep:
+                yield a, b, c
+
+
+def rule0(work: Work, sepsets: Sepsets) -> None:
+    """R0: for a *-o b o-* c with a, c not adjacent and b not in sepset(a, c): a *-> b <-* c."""
+    M = work.M
+    for a, b, c in collider_candidates(work, sepsets):
+        if M[b][a] == TAIL or M[b][c] == TAIL:
+            continue  # conflicts with an orientation already made
+        M[b][a] = ARROW
+        M[b][c] = ARROW
 
 
 # ---------------------------------------------------------------------------------------
