@@ -23,13 +23,14 @@ from .graph import Edge, Graph, Mark
 from .icd import icd as _icd
 from .pc import pc as _pc
 from .pds import PDSTree, pds_tree
+from .scores import shd, skeleton_scores, skeleton_shd
 from .synthetic import random_dag, random_weights, sem_covariance, sem_mixing_matrix
 
 __all__ = [
     "ALGORITHMS", "CITestResult", "DSeparationOracle", "Edge", "FisherZTest", "Graph", "Mark",
     "PDSTree", "correlation_from_covariance", "graph_from_dag", "learn_graph", "partial_correlation",
     "partial_correlations", "pds_tree", "random_dag", "random_weights", "sem_covariance",
-    "sem_mixing_matrix",
+    "sem_mixing_matrix", "shd", "skeleton_scores", "skeleton_shd",
 ]
 
 ALGORITHMS = ("pc", "fci", "icd")
