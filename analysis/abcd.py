@@ -5,6 +5,11 @@ token variables gives the covariance ``C = A A^T`` (per head) or ``sum_h A_h A_h
 whole layer, ``head="all"``). Partial correlations of ``C`` test conditional independence
 between tokens; PC / FCI / ICD (``analysis.causal``) learn a graph over them; CLEANN
 searches the graph for the smallest token sets whose removal changes the model's output.
+
+Recommenders (``analysis.zoo.bert4rec.Recommender``) are explained the same way through one
+hook, ``model.explanation_trace(history, top1) -> (trace, target)``: the abductive step traces
+the history with the recommended item appended, the graph's target is that item, and the
+candidate sets (history positions) are checked by re-ranking the history without them.
 """
 from __future__ import annotations
 
@@ -81,18 +86,20 @@ def select_nodes(trace: Trace, nodes: str | Sequence[int] = "all", *, keep: Sequ
 def learn_graph(trace: Trace, *, layer: int = -1, head: Head = 0, algorithm: str = "icd",
                 alpha: float = 0.01, n_samples: float | str | None = None,
                 nodes: str | Sequence[int] = "all", max_r: int | None = None, keep: Sequence[int] = (),
-                callback: Any = None) -> Graph:
+                callback: Any = None, order: bool | None = None) -> Graph:
     """Causal graph over the tokens of one head (or a pooled layer) of a trace.
 
     Node ids are token positions, labels the token strings. ``n_samples`` defaults to the
     hidden size (the reference implementation's choice); the graph prints the value used.
-    Decoder models pass token order as a known causal order.
+    ``order``: use token (time) order as a known causal order; ``None`` does for decoder
+    models only (``trace.is_causal``).
     """
     corr = attention_correlation(trace, layer, head)
     node_ids = select_nodes(trace, nodes, keep=keep)
+    use_order = trace.is_causal if order is None else bool(order)
     return causal.learn_graph(
         corr, resolve_n_samples(trace, n_samples), alpha=alpha, algorithm=algorithm, nodes=node_ids,
-        order=node_ids if trace.is_causal else None, max_r=max_r,
+        order=node_ids if use_order else None, max_r=max_r,
         labels=[f"{trace.tokens[i]}@{i}" for i in node_ids], callback=callback)
 
 
@@ -106,6 +113,7 @@ class Check:
     probs: np.ndarray            # [classes] the model's output without them
     prediction: int
     changed: bool                # top-1 differs from the original
+    rank: int = 1                # rank (1 = top) of ``prediction`` in the original output's ranking
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,11 @@ class Baseline:
     size: int | None             # None: no prefix changed the output
     set: tuple[int, ...]
     checks: tuple[Check, ...]
+
+    @property
+    def new_rank(self) -> int | None:
+        """Rank of the new top-1 in the original ranking, after removing ``set`` (None: no change)."""
+        return self.checks[-1].rank if self.size is not None else None
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,18 @@ class Explanation:
     seconds: float = 0.0
 
     @property
+    def changed(self) -> bool:
+        """Whether some set up to ``max_set_size`` changed the top-1 output."""
+        return bool(self.sets)
+
+    @property
+    def new_rank(self) -> int | None:
+        """Rank (1 = top) of the new top-1 in the original ranking, for the first minimal set
+        (None: nothing changed the output). For a recommender: is it in the original top-k?"""
+        first = next((c for c in self.checks if c.changed), None)
+        return None if first is None else first.rank
+
+    @property
     def words(self) -> list[list[str]]:
         """The explanation sets as token strings."""
         return [[self.tokens[i] for i in s] for s in self.sets]
@@ -148,18 +173,28 @@ class Explanation:
                 f"{found}; {len(self.checks)} candidates checked; attention baseline: {base}")
 
 
+def _rank(reference: np.ndarray | None, k: int) -> int:
+    """Rank (1 = top) of output ``k`` under the original probabilities (ties: lower index first)."""
+    if reference is None:
+        return 1
+    return 1 + int(np.sum(reference > reference[k]) + np.sum(reference[:k] == reference[k]))
+
+
 def _check_sets(model: Any, text: Any, sets: Sequence[tuple[int, ...]], depths: Sequence[int],
-                removal: str, original: int) -> list[Check]:
-    """Re-run the model without each set, all sets in one batched call."""
+                removal: str, original: int, reference: np.ndarray | None = None) -> list[Check]:
+    """Re-run the model without each set, all sets in one batched call; ``reference`` is the
+    original output, for the rank of each new top-1 in it."""
     if not sets:
         return []
     probs = model.predict([text] * len(sets), remove=[list(s) for s in sets], removal=removal)
     preds = probs.argmax(-1)
-    return [Check(tuple(s), d, p, int(k), int(k) != original) for s, d, p, k in zip(sets, depths, probs, preds)]
+    return [Check(tuple(s), d, p, int(k), int(k) != original, _rank(reference, int(k)))
+            for s, d, p, k in zip(sets, depths, probs, preds)]
 
 
 def attention_baseline(model: Any, trace: Trace, *, target: int, layer: int, head: Head, candidates: Sequence[int],
-                       removal: str, original: int, max_size: int | None = None) -> Baseline:
+                       removal: str, original: int, max_size: int | None = None,
+                       reference: np.ndarray | None = None) -> Baseline:
     """Remove the top-k tokens by the target's attention (k = 1, 2, ...) until the output changes."""
     layer, head = trace.check_head(layer, head)
     row = trace.attentions[layer].mean(0)[target] if isinstance(head, str) else trace.attentions[layer, head, target]
@@ -167,7 +202,7 @@ def attention_baseline(model: Any, trace: Trace, *, target: int, layer: int, hea
     limit = len(ranking) if max_size is None else min(max_size, len(ranking))
     checks = []
     for k in range(1, limit + 1):
-        c = _check_sets(model, trace.text, [tuple(sorted(ranking[:k]))], [-1], removal, original)[0]
+        c = _check_sets(model, trace.text, [tuple(sorted(ranking[:k]))], [-1], removal, original, reference)[0]
         checks.append(c)
         if c.changed:
             return Baseline(ranking, k, c.positions, tuple(checks))
@@ -182,27 +217,39 @@ def default_target(trace: Trace) -> int:
 def explain(model: Any, text: Any, *, target: int | None = None, layer: int = -1, head: Head = 0,
             algorithm: str = "icd", alpha: float = 0.01, n_samples: float | str | None = None,
             nodes: str | Sequence[int] = "content", max_set_size: int = 3, max_range: int | None = None,
-            removal: str = "delete", baseline_max_size: int | None = None) -> Explanation:
+            removal: str = "delete", baseline_max_size: int | None = None,
+            order: bool | None = None) -> Explanation:
     """CLEANN: the smallest token sets, drawn from the PDS-tree of the target in the learned
     PAG, whose removal changes the model's top-1 output.
 
     Candidates are subsets of the tree closed along tree paths, by size, then by the sum of
     tree depths; each is checked by re-running the model (``remove=``, ``removal``). The
     graph only orders and prunes the search; the model decides. ``max_range`` bounds the
-    tree depth. Returns every candidate tested, and the attention baseline.
+    tree depth; ``order`` as in :func:`learn_graph`. Returns every candidate tested (each
+    with the rank of its new top-1 in the original output), and the attention baseline.
+
+    A model with ``explanation_trace(text, top1) -> (trace, target)`` (a recommender) is
+    traced through it: the abductive step appends the recommended item, which becomes the
+    default target; sets are positions of the input (the history) and are checked on it.
     """
     start = time.perf_counter()
     if not isinstance(max_set_size, int) or max_set_size < 1:
         raise ValueError(f"max_set_size must be a positive integer, not {max_set_size!r}")
-    trace = model.trace(text)
-    target = default_target(trace) if target is None else int(target)
+    probs = model.predict([text])[0]        # the output the checks compare against: [classes] or [vocab]
+    original = int(np.argmax(probs))
+    abduce = getattr(model, "explanation_trace", None)
+    if abduce is not None:
+        trace, auto_target = abduce(text, original)
+    else:
+        trace = model.trace(text)
+        auto_target = default_target(trace)
+    target = auto_target if target is None else int(target)
     if not -trace.n_tokens <= target < trace.n_tokens:
         raise IndexError(f"target {target} is out of range: the input has {trace.n_tokens} tokens")
     target %= trace.n_tokens
-    probs = model.predict([text])[0]        # the output the checks compare against: [classes] or [vocab]
-    original = int(np.argmax(probs))
+    text = trace.text                       # the input as the model kept it (a truncated history)
     graph = learn_graph(trace, layer=layer, head=head, algorithm=algorithm, alpha=alpha, n_samples=n_samples,
-                        nodes=nodes, keep=[target])
+                        nodes=nodes, keep=[target], order=order)
     tree = pds_tree(graph, target, max_depth=max_range)
     candidates = [v for v in graph.nodes if v != target]
     checks: list[Check] = []
@@ -212,17 +259,18 @@ def explain(model: Any, text: Any, *, target: int | None = None, layer: int = -1
         subsets = tree.closed_subsets(k, exclude=[target])
         if not subsets:
             break
-        found = _check_sets(model, text, [s for s, _ in subsets], [d for _, d in subsets], removal, original)
+        found = _check_sets(model, text, [s for s, _ in subsets], [d for _, d in subsets], removal, original, probs)
         checks += found
         sets = [list(c.positions) for c in found if c.changed]
         if sets:
             size = k
             break
     baseline = attention_baseline(model, trace, target=target, layer=layer, head=head, candidates=candidates,
-                                  removal=removal, original=original, max_size=baseline_max_size)
+                                  removal=removal, original=original, max_size=baseline_max_size, reference=probs)
     settings = dict(layer=trace.check_head(layer, head)[0], head=head, algorithm=algorithm, alpha=alpha,
                     n_samples=graph.n_samples, nodes=nodes if isinstance(nodes, str) else list(nodes),
-                    max_set_size=max_set_size, max_range=max_range, removal=removal)
+                    max_set_size=max_set_size, max_range=max_range, removal=removal,
+                    order=trace.is_causal if order is None else bool(order))
     return Explanation(sets=sets, size=size, tokens=list(trace.tokens), target=target, prediction=original,
                        probs=probs, graph=graph, tree=tree, checks=tuple(checks), baseline=baseline,
                        settings=settings, seconds=time.perf_counter() - start)

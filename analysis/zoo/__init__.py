@@ -5,7 +5,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from analysis.zoo import attention_classifier, sentiment
+from analysis.zoo import attention_classifier, bert4rec, sentiment
 from analysis.zoo.cache import build_atomically, cache_root, read_manifest
 
 DEFAULT = sentiment.NAME
@@ -17,6 +17,8 @@ ZOO: dict[str, tuple[str, Callable[[Path, bool], dict[str, Any]]]] = {
 # the classic single-attention classifiers (Jain & Wallace): "attention-classifier-rt", "-imdb"
 for _name, _recipe in attention_classifier.RECIPES.items():
     ZOO[_name] = (_recipe.version, lambda out, progress, r=_recipe: attention_classifier.train(out, r, progress=progress))
+# BERT4Rec on the synthetic item sequences: "bert4rec"
+ZOO[bert4rec.NAME] = (bert4rec.RECIPE.version, lambda out, progress: bert4rec.train(out, progress=progress))
 
 
 def model_dir(name: str | None = None) -> Path:
@@ -41,7 +43,8 @@ def prepare(name: str | None = None, *, progress: bool = True, rebuild: bool = F
 
 def load(name: str | None = None, *, device: str = "cpu", progress: bool = True) -> Any:
     """Load a zoo model as an ``analysis.Model`` (building it first if needed); the attention
-    classifiers load as ``attention_classifier.AttentionClassifier`` (same interface)."""
+    classifiers load as ``attention_classifier.AttentionClassifier`` and "bert4rec" as
+    ``bert4rec.Recommender`` (same interface, item histories as inputs)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from analysis.models.model import Model
@@ -53,6 +56,10 @@ def load(name: str | None = None, *, device: str = "cpu", progress: bool = True)
         classifier = attention_classifier.load(folder, name=name, device=device)
         classifier.info = meta
         return classifier
+    if name == bert4rec.NAME:
+        recommender = bert4rec.load(folder, name=name, device=device)
+        recommender.info = meta
+        return recommender
     module = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager",
                                                                 local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
