@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .citest import FisherZTest
+from .citest import FisherZTest, fisher_z
 from .graph import Graph
 
 TAIL, ARROW, CIRCLE = -1, 1, 2
@@ -99,6 +99,22 @@ class Tester:
         if len(I):
             self.ci._record(I, J, S, rho, z, p)
             self._records.append((I, J, S))
+
+    def order1(self, A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """FisherZTest only: rho (m, p) and decisions (m, p) of ``A[m] _||_ B[m] | k`` for every
+        position k (False at k in {A[m], B[m]}); nothing counted or logged."""
+        ids = self._ids_arr
+        rho, ind = self.ci.order1_all(ids[A], ids[B])
+        if len(ids) != rho.shape[1] or np.any(ids != np.arange(len(ids))):
+            rho, ind = rho[:, ids], ind[:, ids]
+        return rho, ind
+
+    def record_order1(self, A: np.ndarray, B: np.ndarray, K: np.ndarray, rho: np.ndarray) -> None:
+        """Count and log consumed order-1 tests (positions A, B, K (t,), their rho (t,))."""
+        ids = self._ids_arr
+        z, p = fisher_z(rho, self.ci.n_samples, 1)
+        self._record(ids[A], ids[B], ids[K][:, None], rho, z, p)
+        self.n_requests += len(A)
 
     def results(self, upto: int | None = None) -> list:
         """The distinct CI-test results this tester consumed, in order (materialised now);
@@ -246,12 +262,12 @@ class Tester:
 
 
 class Order1Table:
-    """Speculative order-1 tests for a sequential learner (ICD r = 1).
+    """Order-1 tests for a sequential learner (ICD r = 1) with FisherZTest.
 
-    For FisherZTest, the tests of every listed pair given every single other node are
-    computed up front in blocks of pairs (one numpy call each); ``first`` then replays the
-    learner's candidate order against the table and only consumed tests are logged (in
-    the learner's order by ``close``). For other tests it simply calls ``tester.first``.
+    The decisions of every listed pair given every single node are computed in dense blocks
+    of pairs (pairs must then be visited in list order); ``first`` replays the learner's
+    candidate order on bitmasks, and only the consumed tests are counted and logged, in the
+    order they were consumed. A block is logged and dropped when the next one starts.
     """
 
     def __init__(self, tester: Tester, pairs: list[tuple[int, int]], p: int,
@@ -259,54 +275,63 @@ class Order1Table:
         self.tester, self.pairs, self.p = tester, pairs, p
         self.index = {pair: k for k, pair in enumerate(pairs)}
         self.block = max(1, block_rows // max(p, 1))
-        self._blocks: dict[int, tuple] = {}
-        self._used: list[tuple[int, int]] = []  # (block row, k)
+        self._current: tuple[int, list[int], np.ndarray] | None = None  # (block, bit rows, rho)
+        self._used: list[tuple[int, int, int]] = []  # (row in block, first-part mask, second-part mask)
 
-    def _get(self, idx: int) -> tuple:
+    def _rows(self, idx: int) -> list[int]:
         b = idx // self.block
-        if b not in self._blocks:
+        if self._current is None or self._current[0] != b:
+            self._flush()
             lo = b * self.block
             P = np.asarray(self.pairs[lo:lo + self.block], dtype=np.intp).reshape(-1, 2)
-            ids = self.tester._ids_arr
-            K = np.broadcast_to(np.arange(self.p), (len(P), self.p))
-            keep = (K != P[:, :1]) & (K != P[:, 1:])
-            rows, cols = np.nonzero(keep)
-            I, J, S = ids[P[rows, 0]], ids[P[rows, 1]], ids[cols][:, None]
-            rho, z, pv = self.tester.ci._evaluate(I, J, S)
-            ind = np.zeros((len(P), self.p), dtype=bool)
-            ind[rows, cols] = pv > self.tester.ci.alpha
-            where = np.full((len(P), self.p), -1, dtype=np.intp)
-            where[rows, cols] = np.arange(len(rows))
-            self._blocks[b] = (ind.tolist(), where, (I, J, S, rho, z, pv))
-        return self._blocks[b]
+            rho, ind = self.tester.order1(P[:, 0], P[:, 1])
+            bits = np.packbits(ind, axis=1, bitorder="little")
+            self._current = (b, [int.from_bytes(r.tobytes(), "little") for r in bits], rho)
+        return self._current[1]
 
-    def first(self, a: int, b: int, conds: list[tuple[int]]) -> int:
-        """Like ``Tester.first`` for sets of one node, served from the table."""
-        if not self.tester._fast:
-            return self.tester.first(a, b, conds)
+    def first(self, a: int, b: int, first: int, second: int) -> int:
+        """The first separating node among the bits of ``first`` (ascending), then of
+        ``second``; -1 if none. Bit k of a mask = node position k."""
         idx = self.index[(a, b)]
-        ind_rows, _, _ = self._get(idx)
-        row = ind_rows[idx % self.block]
-        for n, (k,) in enumerate(conds):
-            self._used.append((idx, k))
-            if row[k]:
-                self.tester.n_requests += n + 1
-                return n
-        self.tester.n_requests += len(conds)
-        return -1
+        row = self._rows(idx)[idx % self.block]
+        hits = row & first
+        if hits:
+            low = hits & -hits
+            self._used.append((idx % self.block, first & ((low << 1) - 1), 0))
+            return low.bit_length() - 1
+        hits = row & second
+        low = hits & -hits
+        self._used.append((idx % self.block, first, second & ((low << 1) - 1) if hits else second))
+        return low.bit_length() - 1 if hits else -1
+
+    def _flush(self) -> None:
+        """Log the consumed tests of the current block, in the order they were consumed."""
+        if self._current is None or not self._used:
+            self._used.clear()
+            return
+        b, _, rho = self._current
+        nbytes = (self.p + 7) // 8
+
+        def unpack(masks: list[int]) -> np.ndarray:
+            raw = np.frombuffer(b"".join(m.to_bytes(nbytes, "little") for m in masks), dtype=np.uint8)
+            return np.unpackbits(raw.reshape(len(masks), nbytes), axis=1, bitorder="little")[:, :self.p].astype(bool)
+
+        rows = np.array([u[0] for u in self._used], dtype=np.intp)
+        g1, k1 = np.nonzero(unpack([u[1] for u in self._used]))
+        g2, k2 = np.nonzero(unpack([u[2] for u in self._used]))
+        g, k = np.concatenate([g1, g2]), np.concatenate([k1, k2])
+        side = np.concatenate([np.zeros(len(g1), np.intp), np.ones(len(g2), np.intp)])
+        order = np.lexsort((k, side, g))
+        g, k = g[order], k[order]
+        P = np.asarray(self.pairs[b * self.block:(b + 1) * self.block], dtype=np.intp).reshape(-1, 2)
+        r = rows[g]
+        self.tester.record_order1(P[r, 0], P[r, 1], k, rho[r, k])
+        self._used.clear()
 
     def close(self) -> None:
-        """Log the consumed tests, in the order they were consumed."""
-        if not self._used:
-            return
-        used = np.asarray(self._used, dtype=np.intp)
-        blk = used[:, 0] // self.block
-        for b in np.unique(blk).tolist():
-            _, where, (I, J, S, rho, z, pv) = self._blocks[b]
-            sel = used[blk == b]
-            r = where[sel[:, 0] - b * self.block, sel[:, 1]]
-            self.tester._record(I[r], J[r], S[r], rho[r], z[r], pv[r])
-        self._used.clear()
+        """Log what is left and drop the table."""
+        self._flush()
+        self._current = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -389,6 +414,9 @@ def _shallow_level(work: Work, pairs: list[tuple[int, int]], tester: Tester, d: 
         side_a[np.arange(len(blk)), B] = False
         side_b = adj[B] & ~adj[A]                  # k in adj(b), not already tested
         side_b[np.arange(len(blk)), A] = False
+        if tester._fast:
+            found.update(_order1_firsts(tester, A, B, side_a, side_b))
+            continue
         ga, ka = np.nonzero(side_a)
         gb, kb = np.nonzero(side_b)
         g = np.concatenate([ga, gb])
@@ -403,6 +431,34 @@ def _shallow_level(work: Work, pairs: list[tuple[int, int]], tester: Tester, d: 
         for seg_id in np.flatnonzero(firsts >= 0).tolist():
             pair_row = int(present[seg_id])
             found[(int(A[pair_row]), int(B[pair_row]))] = (int(k[firsts[seg_id]]),)
+    return found
+
+
+def _order1_firsts(tester: Tester, A: np.ndarray, B: np.ndarray, side_a: np.ndarray,
+                   side_b: np.ndarray) -> dict[tuple[int, int], tuple[int]]:
+    """Order-1 level for FisherZTest, dense: for each pair the first k (a-side candidates in
+    ascending order, then b-side ones) that separates it; logs exactly the consumed tests."""
+    rho, ind = tester.order1(A, B)
+    p = rho.shape[1]
+    cols = np.arange(p)[None, :]
+    hit_a = ind & side_a
+    has_a = hit_a.any(1)
+    ka = np.where(has_a, hit_a.argmax(1), p)
+    hit_b = ind & side_b & ~has_a[:, None]
+    has_b = hit_b.any(1)
+    kb = np.where(has_b, hit_b.argmax(1), p)
+    used_a = side_a & (cols <= ka[:, None])
+    used_b = side_b & (cols <= kb[:, None]) & ~has_a[:, None]
+    ga, ka_ = np.nonzero(used_a)
+    gb, kb_ = np.nonzero(used_b)
+    g, k = np.concatenate([ga, gb]), np.concatenate([ka_, kb_])
+    side = np.concatenate([np.zeros(len(ga), np.intp), np.ones(len(gb), np.intp)])
+    order = np.lexsort((k, side, g))             # by pair, a-side first, then k
+    g, k = g[order], k[order]
+    tester.record_order1(A[g], B[g], k, rho[g, k])
+    found = {}
+    for m in np.flatnonzero(has_a | has_b).tolist():
+        found[(int(A[m]), int(B[m]))] = (int(ka[m] if has_a[m] else kb[m]),)
     return found
 
 

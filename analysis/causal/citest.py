@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
-from scipy.special import erfc
+from scipy.special import erfc, erfcinv
 
 __all__ = [
     "CITestResult",
@@ -394,6 +394,42 @@ class FisherZTest(_LoggedTest):
         rho = partial_correlations(self.corr, I, J, S)
         z, p = fisher_z(rho, self.n_samples, S.shape[1])
         return rho, z, p
+
+    def order1_all(self, I: np.ndarray, J: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every test ``I[m] _||_ J[m] | k`` for all k at once: rho (m, n) and the decisions
+        (m, n) bool (``p > alpha``; False at k in {I[m], J[m]}). Dense arithmetic, the same
+        values as :func:`partial_correlations`; nothing is cached or logged."""
+        I = np.asarray(I, dtype=np.intp)
+        J = np.asarray(J, dtype=np.intp)
+        corr = self.corr
+        rik, rjk = corr[I], corr[J]                       # (m, n) rows: no gathers
+        den = (1.0 - rik * rik) * (1.0 - rjk * rjk)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = (corr[I, J][:, None] - rik * rjk) / np.sqrt(np.maximum(den, 1e-12))
+        rows = np.arange(len(I))
+        self_cols = np.zeros(rho.shape, dtype=bool)
+        self_cols[rows, I] = self_cols[rows, J] = True
+        bad = (den <= 1e-12) & ~self_cols
+        for m, k in zip(*np.nonzero(bad)):
+            idx = np.array([I[m], J[m], k])
+            rho[m, k] = _pinv_pcorr(corr[np.ix_(idx, idx)])
+        np.minimum(rho, _RHO_MAX, out=rho)
+        np.maximum(rho, -_RHO_MAX, out=rho)
+        rho[np.isnan(rho)] = 0.0
+        rho[self_cols] = np.nan
+        # p > alpha  <=>  |rho| < tanh(z_crit / sqrt(dof)); rows near the threshold decided exactly
+        dof = self.n_samples - 4.0
+        fisher_z(rho[:0, 0], self.n_samples, 1)           # raises if dof <= 0
+        threshold = math.tanh(_SQRT2 * float(erfcinv(self.alpha)) / math.sqrt(dof))
+        size = np.abs(rho)
+        with np.errstate(invalid="ignore"):
+            independent = size < threshold
+            near = np.abs(size - threshold) < 1e-7
+        if near.any():
+            _, p = fisher_z(rho[near], self.n_samples, 1)
+            independent[near] = p > self.alpha
+        independent[self_cols] = False
+        return rho, independent
 
     @property
     def max_cond_size(self) -> int:

@@ -123,26 +123,44 @@ def _iteration_0(work: Work, tester: Tester, sepsets: Sepsets) -> None:
 
 
 def _iteration_1(work: Work, tester: Tester, sepsets: Sepsets) -> bool:
-    """r = 1; returns whether any pair had a candidate."""
+    """r = 1; returns whether any pair had a candidate. Candidates of i-j: adj(i) - {j}
+    ascending, then the nodes of adj(j) - {i} not in adj(i), ascending (bitmasks)."""
     any_candidate = False
     pairs = work.pairs()
-    table = Order1Table(tester, pairs, work.p)
+    adjm, _ = masks_from(work.adj, work.M)
+    table = Order1Table(tester, pairs, work.p) if tester._fast else None
     for i, j in pairs:
-        if j not in work.adj[i]:
+        if not (adjm[i] >> j) & 1:
             continue
-        adj_i = work.adj[i]
-        first = sorted(adj_i - {j})
-        second = [k for k in sorted(work.adj[j] - {i}) if k not in adj_i]
-        conds = [(k,) for k in first + second]
-        if not conds:
+        first = adjm[i] & ~(1 << j)
+        second = adjm[j] & ~adjm[i] & ~(1 << i)
+        if not (first or second):
             continue
         any_candidate = True
-        k = table.first(i, j, conds)
+        if table is not None:
+            k = table.first(i, j, first, second)
+        else:
+            conds = [(c,) for c in _bits(first) + _bits(second)]
+            hit = tester.first(i, j, conds)
+            k = conds[hit][0] if hit >= 0 else -1
         if k >= 0:
             work.remove(i, j)
-            sepsets[(i, j)] = conds[k]
-    table.close()
+            adjm[i] &= ~(1 << j)
+            adjm[j] &= ~(1 << i)
+            sepsets[(i, j)] = (k,)
+    if table is not None:
+        table.close()
     return any_candidate
+
+
+def _bits(mask: int) -> list[int]:
+    """Positions of the set bits, ascending."""
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
 
 
 def _iteration_r(work: Work, tester: Tester, sepsets: Sepsets, r: int) -> bool:
@@ -178,11 +196,13 @@ def icd(work: Work, tester: Tester, sepsets: Sepsets, *, rank: dict[int, int] | 
     work.reset(CIRCLE)
     r = 0
     _iteration_0(work, tester, sepsets)
-    _orient(work, sepsets, rank, complete=False)
-    if callback:
-        callback(0, work)
-    if max_r is not None and max_r <= 0:
-        return 0
+    if callback or (max_r is not None and max_r <= 0):
+        # r = 1 candidates depend on adjacencies only, so this orientation is for the caller
+        _orient(work, sepsets, rank, complete=False)
+        if callback:
+            callback(0, work)
+        if max_r is not None and max_r <= 0:
+            return 0
     r = 1
     more = _iteration_1(work, tester, sepsets)
     _orient(work, sepsets, rank, complete=True, selection_bias=selection_bias)

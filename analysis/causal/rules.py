@@ -27,8 +27,23 @@ def _set(M: list[list[int]], at: int, other: int, mark: int) -> bool:
 
 
 def collider_candidates(work: Work, sepsets: Sepsets) -> Iterator[tuple[int, int, int]]:
-    """Unshielded triples (a, b, c), a < c, with a separating set for (a, c) not holding b."""
+    """Unshielded triples (a, b, c), a < c, with a separating set for (a, c) not holding b,
+    ordered by b, then (a, c). Found from whichever side is cheaper: the common neighbours
+    of separated pairs (sparse separations) or the neighbour pairs of every node (dense)."""
     adj = work.adj
+    degrees = [len(nb) for nb in adj]
+    by_pairs = sum(d * (d - 1) // 2 for d in degrees)
+    by_sepsets = len(sepsets) * (sum(degrees) // max(work.p, 1) + 1)
+    if by_sepsets < by_pairs:
+        found = []
+        for (a, c), sep in sepsets.items():
+            if c in adj[a]:
+                continue
+            common = adj[a] & adj[c]
+            found.extend((a, b, c) if a < c else (c, b, a) for b in common if b not in sep)
+        found.sort(key=lambda t: (t[1], t[0], t[2]))
+        yield from found
+        return
     for b in range(work.p):
         for a, c in combinations(sorted(adj[b]), 2):
             if c in adj[a]:
@@ -66,14 +81,18 @@ def _r1_r2(work: Work) -> bool:
                     M[c][b] = ARROW
                     changed = True
     for a in range(work.p):  # R2: a -> b *-> c or a *-> b -> c, and a *-o c => a *-> c
+        out_of_a = {b for b in adj[a] if M[b][a] == ARROW}   # a *-> b, kept up to date below
+        if not out_of_a:
+            continue
         for c in sorted(adj[a]):
             if M[c][a] != CIRCLE:
                 continue
-            for b in adj[a] & adj[c]:
-                if M[c][b] != ARROW or M[b][a] != ARROW:
+            for b in out_of_a & adj[c]:
+                if M[c][b] != ARROW:
                     continue
                 if M[a][b] == TAIL or M[b][c] == TAIL:
                     M[c][a] = ARROW
+                    out_of_a.add(c)
                     changed = True
                     break
     return changed
@@ -128,10 +147,13 @@ def _r4(work: Work, sepsets: Sepsets) -> bool:
     M, adj = work.M, work.adj
     changed = False
     for b in range(work.p):
+        into_b = {a for a in adj[b] if M[a][b] == ARROW}   # a <-* b, kept up to date below
+        if not into_b:
+            continue
         for c in sorted(adj[b]):
             if M[b][c] != CIRCLE:
                 continue
-            for a in sorted(adj[b] & adj[c]):
+            for a in sorted(into_b & adj[c]):
                 if M[b][c] != CIRCLE:
                     break
                 if M[a][b] != ARROW or not _is_parent(M, a, c):
@@ -152,6 +174,8 @@ def _r4(work: Work, sepsets: Sepsets) -> bool:
                     M[b][c] = ARROW
                     _set(M, c, b, ARROW)
                     changed = True
+                if M[c][b] == ARROW:
+                    into_b.add(c)
     return changed
 
 
