@@ -17,7 +17,9 @@ Tomatoes and IMDB (IMDB cut to ``--max-tokens``) it prints, for the default sent
    attention, and the distance between their efficient attention and the original's, next to
    the raw distance and a reference share for unconstrained random attention.
 
-``--parts outputs`` or ``--parts adversarial`` runs one half only.
+``--parts outputs`` or ``--parts adversarial`` runs one half only; ``--out DIR`` also writes the tidy
+tables (nullity, outputs, adversarial) as CSV. The computing core is ``analysis.experiments.efficient_claims``
+(shared with ``notebooks/04_efficient_attention.ipynb`` and the paper figures).
 
 Tables only, no pass/fail: the numbers are what they are.
 """
@@ -25,16 +27,13 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
 import numpy as np
-from tqdm.auto import tqdm
+import pandas as pd
 
-from analysis import load_dataset, load_model
-from analysis.adversarial import search
-from analysis.efficient import decompose_layer
-from analysis.interventions import output_logits, random_component
-from analysis.metrics import tvd, wasserstein_1d
+from analysis import load_model
+from analysis.experiments import efficient_claims as ec
+from analysis.experiments import sample_texts, save_table
 
 
 def table(title: str, headers: list[str], rows: list[list], notes: str = "") -> None:
@@ -49,57 +48,12 @@ def table(title: str, headers: list[str], rows: list[list], notes: str = "") -> 
         print(notes)
 
 
-def capped(model, text: str, max_tokens: int) -> str:
-    """``text`` cut to at most ``max_tokens`` tokens (special tokens included)."""
-    ids = model.tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_tokens - 2)["input_ids"]
-    return text if len(ids) < max_tokens - 2 else model.tokenizer.decode(ids)
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max())
-    return e / e.sum()
-
-
-def examples(model, name: str, n: int, max_tokens: int, seed: int) -> list[str]:
-    data = load_dataset(name, "test")
-    sample = data.sample(min(n, len(data)), seed=seed)
-    return [capped(model, t, max_tokens) for t in sample.texts]
-
-
 # --------------------------------------------------------------------------- claims 1-3
-def measure(model, text: str, layer: int, seed: int) -> dict:
-    """Nullities [L, H], efficient-attention statistics and the logits under each edit."""
-    trace = model.trace(text)
-    parts = [decompose_layer(trace, lay) for lay in range(model.n_layers)]
-    rng = np.random.default_rng(seed)
-    shifted = {inside: {(layer, p.head): p.attention + random_component(p, rng, scale=1.0, inside=inside)
-                        for p in parts[layer]} for inside in (False, True)}
-    edits = {
-        f"efficient, layer {layer}": {(layer, p.head): p.effective for p in parts[layer]},
-        "efficient, all layers": {(p.layer, p.head): p.effective for layer_parts in parts for p in layer_parts},
-        f"null-shifted, layer {layer}": shifted[False],
-        f"efficient-shifted, layer {layer}": shifted[True],
-    }
-    return {"n": trace.n_tokens,
-            "nullity": np.array([[p.nullity for p in lp] for lp in parts]),
-            "row_sum_error": np.array([[p.row_sum_error for p in lp] for lp in parts]),
-            "negative_mass": np.array([[p.negative_mass for p in lp] for lp in parts]),
-            "original": output_logits(model, text),
-            "edited": {name: output_logits(model, text, attention_override=ov) for name, ov in edits.items()}}
-
-
-def report_nullity(name: str, runs: list[dict], n_layers: int) -> None:
-    lengths = np.array([r["n"] for r in runs])
-    rows = []
-    for lay in range(n_layers):
-        nul = np.concatenate([r["nullity"][lay] for r in runs])
-        rse = np.concatenate([r["row_sum_error"][lay] for r in runs])
-        neg = np.concatenate([r["negative_mass"][lay] for r in runs])
-        some = nul > 0                      # A_eff = A exactly where the nullity is 0
-        med = (lambda x: float(np.median(x[some]))) if some.any() else (lambda x: float("nan"))  # noqa: E731
-        rows.append([lay, int(nul.min()), float(np.median(nul)), int(nul.max()), f"{np.mean(nul == 0):.0%}",
-                     med(rse), med(neg)])
-    table(f"{name}: nullity n - rank(V) per head ({len(runs)} examples, tokens median "
+def report_nullity(name: str, df: pd.DataFrame) -> None:
+    lengths = df.groupby("text_id").n_tokens.first()
+    rows = [[int(r.layer), r["min"], r["median"], r["max"], f"{r.nullity_0:.0%}", r.row_sum_error, r.negative_mass]
+            for _, r in ec.nullity_summary(df).iterrows()]
+    table(f"{name}: nullity n - rank(V) per head ({len(lengths)} examples, tokens median "
           f"{int(np.median(lengths))}, range {lengths.min()}-{lengths.max()})",
           ["layer", "min", "median", "max", "heads with nullity 0", "median row-sum error",
            "median negative mass"], rows,
@@ -107,24 +61,12 @@ def report_nullity(name: str, runs: list[dict], n_layers: int) -> None:
           "\nnegative mass = total negative weight of A_eff / n (value basis, plain projection).")
 
 
-def score(probs: np.ndarray) -> np.ndarray:
-    """The prediction value compared over the dataset: p(positive) for two classes, else p(top)."""
-    return probs[:, 1] if probs.shape[1] == 2 else probs.max(1)
-
-
-def report_outputs(name: str, runs: list[dict]) -> None:
-    original = np.stack([softmax(r["original"]) for r in runs])
-    rows = []
-    for edit in runs[0]["edited"]:
-        logits = np.stack([r["edited"][edit] for r in runs])
-        probs = np.stack([softmax(x) for x in logits])
-        change = np.abs(logits - np.stack([r["original"] for r in runs])).max(1)
-        t = tvd(probs, original)
-        rows.append([edit, float(change.max()), float(np.median(change)), float(t.mean()), float(t.max()),
-                     f"{np.mean(probs.argmax(1) != original.argmax(1)):.1%}",
-                     float(wasserstein_1d(score(original), score(probs)))])
+def report_outputs(name: str, df: pd.DataFrame) -> None:
+    w = ec.wasserstein_table(df)
+    rows = [[r.edit, r.max_abs_dlogit, r.median_abs_dlogit, r.mean_tvd, r.max_tvd, f"{r.flipped:.1%}", r.w1]
+            for _, r in w.iterrows()]
     table(f"{name}: output change and Wasserstein distance between prediction distributions "
-          f"({len(runs)} examples)",
+          f"({int(w.examples.iloc[0])} examples)",
           ["edit (every head of the layer)", "max |d logit|", "median |d logit|", "mean TVD", "max TVD",
            "flipped", "W1(p+)"], rows,
           "W1(p+): 1-D Wasserstein distance between the p(positive) values over the examples, original vs "
@@ -133,50 +75,12 @@ def report_outputs(name: str, runs: list[dict]) -> None:
 
 
 # --------------------------------------------------------------------------- claim 4
-def random_share(model, text: str, layer: int, head: int, k: int, seed: int) -> float:
-    """Reference: mean ||(R - A) P|| / ||R - A|| for unconstrained random attentions R
-    (softmax of 3 N(0, 1) logits over the visible keys, as the search starts)."""
-    trace = model.trace(text)
-    p = decompose_layer(trace, layer)[head].projection
-    a = trace.attentions[layer, head].astype(np.float64)
-    n = a.shape[0]
-    logits = 3 * np.random.default_rng(seed).standard_normal((k, n, n))
-    if model.is_causal:
-        logits = np.where(np.tril(np.ones((n, n), dtype=bool)), logits, -np.inf)
-    r = np.exp(logits - logits.max(-1, keepdims=True))
-    r /= r.sum(-1, keepdims=True)
-    d = r - a
-    return float(np.mean(np.linalg.norm(d @ p, axis=(1, 2)) / np.linalg.norm(d, axis=(1, 2))))
-
-
-def with_null_space(model, texts: list[str], args) -> list[str]:
-    """The first ``args.adv_n`` texts (cut to ``args.adv_max_tokens``) whose adversarial head has
-    nullity > 0: with nullity 0 every adversary's efficient attention is itself (share 1)."""
-    chosen = []
-    for text in texts:
-        text = capped(model, text, args.adv_max_tokens)
-        if decompose_layer(model.trace(text), args.adv_layer)[args.adv_head].nullity > 0:
-            chosen.append(text)
-        if len(chosen) == args.adv_n:
-            break
-    return chosen
-
-
-def report_adversarial(name: str, results: list, shares: list[float], args) -> None:
-    def row(label, tokens, group: list, share: float) -> list:
-        feasible = [r for r in group if r.feasible.any()]
-
-        def mean(attr: str) -> float:
-            values = [getattr(r, attr)[r.feasible] for r in feasible]
-            return float(np.concatenate(values).mean()) if values else float("nan")
-
-        found = f"{sum(int(r.feasible.sum()) for r in group)}/{sum(r.k for r in group)}"
-        return [label, tokens, found] + [mean(a) for a in ("jsd", "tvd", "raw_row_tvd", "efficient_row_tvd",
-                                                           "raw_distance", "efficient_distance",
-                                                           "efficient_share")] + [share]
-
-    rows = [row(i, len(r.tokens), [r], s) for i, (r, s) in enumerate(zip(results, shares))]
-    rows.append(row("all", "", results, float(np.mean(shares)) if shares else float("nan")))
+def report_adversarial(name: str, df: pd.DataFrame, args) -> None:
+    cols = ["jsd", "tvd", "raw_row_tvd", "efficient_row_tvd", "raw_distance", "efficient_distance",
+            "efficient_share", "random_share"]
+    rows = [[int(r.text_id), r.tokens, r.feasible] + [r[c] for c in cols]
+            for _, r in ec.adversarial_summary(df, per_text=True).iterrows()]
+    rows += [["all", "", r.feasible] + [r[c] for c in cols] for _, r in ec.adversarial_summary(df).iterrows()]
     table(f"{name}: adversarial attention, layer {args.adv_layer}, head {args.adv_head} (k={args.k}, "
           f"eps={args.eps}, {args.adv_steps} steps, value basis; examples with nullity > 0, cut to "
           f"{args.adv_max_tokens} tokens)",
@@ -188,14 +92,16 @@ def report_adversarial(name: str, results: list, shares: list[float], args) -> N
           "prediction constraint), as a reference.")
 
 
-def adversarial(model, name: str, texts: list[str], args) -> None:
-    adv_texts = with_null_space(model, texts, args)
-    results = [search(model, t, layer=args.adv_layer, head=args.adv_head, k=args.k, eps=args.eps,
-                      steps=args.adv_steps, seed=args.seed + i, progress=False)
-               for i, t in enumerate(tqdm(adv_texts, desc=f"{name} adversaries"))]
-    shares = [random_share(model, t, args.adv_layer, args.adv_head, args.k, args.seed + i)
-              for i, t in enumerate(adv_texts)]
-    report_adversarial(name, results, shares, args)
+def adversarial(model, name: str, texts: list[str], args) -> pd.DataFrame:
+    adv_texts = ec.with_null_space(model, texts, layer=args.adv_layer, head=args.adv_head, n=args.adv_n,
+                                   max_tokens=args.adv_max_tokens)
+    df = ec.adversarial_table(model, adv_texts, layer=args.adv_layer, head=args.adv_head, k=args.k, eps=args.eps,
+                              steps=args.adv_steps, seed=args.seed, dataset=name, progress=True)
+    if df.empty:
+        print(f"\n{name}: no example with nullity > 0 at layer {args.adv_layer}, head {args.adv_head}")
+    else:
+        report_adversarial(name, df, args)
+    return df
 
 
 def main() -> None:
@@ -215,6 +121,7 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fast", action="store_true", help="a quick run: 30 examples, 2 short searches")
+    parser.add_argument("--out", default=None, help="also write the tidy tables as CSV files in this folder")
     args = parser.parse_args()
     if args.fast:
         args.n, args.max_tokens, args.adv_n, args.adv_steps = 30, 128, 2, 60
@@ -223,16 +130,22 @@ def main() -> None:
     args.adv_layer = model.n_layers // 2 if args.adv_layer is None else args.adv_layer % model.n_layers
     print(f"model: {model}; datasets: {', '.join(args.datasets)}; seed {args.seed}")
     start = time.perf_counter()
+    saved: dict[str, list[pd.DataFrame]] = {"nullity": [], "outputs": [], "adversarial": []}
     for name in args.datasets:
-        texts = examples(model, name, args.n, min(args.max_tokens, model.max_length), args.seed)
+        texts = sample_texts(model, name, args.n, max_tokens=args.max_tokens, seed=args.seed)
         if "outputs" in args.parts:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                runs = [measure(model, t, args.layer, args.seed + i) for i, t in enumerate(tqdm(texts, desc=name))]
-            report_nullity(name, runs, model.n_layers)
-            report_outputs(name, runs)
+            runs = ec.measure_texts(model, texts, layer=args.layer, seed=args.seed, progress=True, desc=name)
+            nullity, outputs = ec.nullity_table(runs, dataset=name), ec.output_table(runs, dataset=name)
+            saved["nullity"].append(nullity)
+            saved["outputs"].append(outputs)
+            report_nullity(name, nullity)
+            report_outputs(name, outputs)
         if "adversarial" in args.parts:
-            adversarial(model, name, texts, args)
+            saved["adversarial"].append(adversarial(model, name, texts, args))
+    if args.out:
+        for key, frames in saved.items():
+            if frames:
+                print(f"table: {save_table(pd.concat(frames, ignore_index=True), f'{args.out}/{key}.csv')}")
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

@@ -9,15 +9,17 @@ tokens by the target's raw attention, k = 1, 2, ... until the prediction flips. 
 per head setting: how often each method found a flipping set of at most ``max_set_size``
 tokens, the mean size where both found one, how often CLEANN's set is smaller / equal /
 larger, the number of model calls, and seconds per sentence. Table only, no pass/fail.
+``--csv PATH`` also writes the per-sentence table. The computing core is
+``analysis.experiments.abcd_sentiment`` (shared with ``notebooks/02_abcd_sentiment.ipynb``).
 """
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
-from analysis import abcd, load_dataset, load_model
+from analysis import load_dataset, load_model
+from analysis.experiments.abcd_sentiment import explanation_table, summarize_explanations
 
 
 def main() -> None:
@@ -26,6 +28,7 @@ def main() -> None:
     ap.add_argument("--max-set-size", type=int, default=3)
     ap.add_argument("--heads", nargs="*", default=["0", "all"])
     ap.add_argument("--removal", default="delete")
+    ap.add_argument("--csv", default=None, help="also write the per-sentence table here (CSV, atomic)")
     args = ap.parse_args()
     model = load_model()
     data = load_dataset("rotten_tomatoes", "test").sample(args.n, seed=0)
@@ -36,25 +39,22 @@ def main() -> None:
                  f"{'smaller':>7} {'equal':>5} {'larger':>6} {'calls':>6} {'s/sent':>6}")
     print(head_line)
     print("-" * len(head_line))
+    tables = []
     for h in args.heads:
-        head = "all" if h == "all" else int(h)
-        found, base_found, sizes, base_sizes, calls, secs = 0, 0, [], [], [], []
-        for text in data.texts:
-            start = time.perf_counter()
-            e = abcd.explain(model, text, head=head, max_set_size=k, removal=args.removal)
-            secs.append(time.perf_counter() - start)
-            calls.append(len(e.checks) + len(e.baseline.checks))
-            b = e.baseline.size if e.baseline.size is not None and e.baseline.size <= k else None
-            found += e.size is not None
-            base_found += b is not None
-            if e.size is not None and b is not None:
-                sizes.append(e.size)
-                base_sizes.append(b)
-        s, b = np.array(sizes), np.array(base_sizes)
-        print(f"{h:>4} {found / len(data):>12.2f} {base_found / len(data):>10.2f} "
-              f"{s.mean() if len(s) else float('nan'):>11.2f} {b.mean() if len(b) else float('nan'):>9.2f} "
-              f"{int((s < b).sum()):>7} {int((s == b).sum()):>5} {int((s > b).sum()):>6} "
-              f"{np.mean(calls):>6.1f} {np.mean(secs):>6.2f}", flush=True)
+        df = explanation_table(model, list(data.texts), heads=[h], max_set_size=k, removal=args.removal,
+                               dataset="rotten_tomatoes")
+        tables.append(df)
+        r = summarize_explanations(df).iloc[0]
+        nan = float("nan")
+        print(f"{h:>4} {r.cleann_found:>12.2f} {r.baseline_found:>10.2f} "
+              f"{r.cleann_size if np.isfinite(r.cleann_size) else nan:>11.2f} "
+              f"{r.baseline_size if np.isfinite(r.baseline_size) else nan:>9.2f} "
+              f"{r.smaller:>7} {r.equal:>5} {r.larger:>6} {r.calls:>6.1f} {r.seconds:>6.2f}", flush=True)
+    if args.csv:
+        import pandas as pd
+
+        from analysis.experiments import save_table
+        print(f"table: {save_table(pd.concat(tables, ignore_index=True), args.csv)}")
 
 
 if __name__ == "__main__":

@@ -18,3 +18,11 @@ from analysis.figures.text import (explanation_figure, token_highlight, token_hi
 __all__ += ["draw_graph", "graph_layout", "LAYOUTS", "AttentionView", "attention_view", "draw_attention_view",
             "attention_grid", "ci_test_plot", "prediction_bars", "adversarial_figure", "intervention_figure",
             "intervention_summary", "token_highlight", "token_highlight_html", "token_sets", "explanation_figure"]
+
+# the two reproductions' paper figures (drawn from analysis.experiments tables)
+from analysis.figures.paper import (adversarial_scatter, example_graphs, explanation_graph,  # noqa: E402
+                                    explanation_size_hist, flip_rate_grid, nullity_length, raw_vs_efficient,
+                                    sweep_figure, wasserstein_bars)
+
+__all__ += ["explanation_graph", "example_graphs", "explanation_size_hist", "flip_rate_grid", "sweep_figure",
+            "nullity_length", "raw_vs_efficient", "adversarial_scatter", "wasserstein_bars"]

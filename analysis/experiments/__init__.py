@@ -1,0 +1,26 @@
+"""Dataset-scale experiments: each returns a tidy ``pandas.DataFrame`` (one row per unit
+measured), which ``save_table`` writes atomically and ``analysis.figures.paper`` draws.
+
+- :mod:`analysis.experiments.abcd_sentiment`: CLEANN explanations vs the attention baseline,
+  per layer and head; the alpha x n_samples sweep (graph density, explanation size).
+- :mod:`analysis.experiments.efficient_claims`: nullity vs length, efficient / null-shifted
+  outputs and the Wasserstein table, adversarial attention vs efficient attention.
+- :mod:`analysis.experiments.paper`: the paper-figure registry (``FIGURES``) shared by
+  ``python -m analysis.figures`` and ``notebooks/05_paper_figures.ipynb``.
+
+Submodules load on first use (``import analysis.experiments`` stays light).
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from analysis.experiments.common import capped, fast_mode, sample_texts, save_table
+
+__all__ = ["save_table", "sample_texts", "capped", "fast_mode", "abcd_sentiment", "efficient_claims", "paper"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("abcd_sentiment", "efficient_claims", "paper"):
+        return import_module(f"analysis.experiments.{name}")
+    raise AttributeError(f"module 'analysis.experiments' has no attribute {name!r}")

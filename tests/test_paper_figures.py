@@ -1,0 +1,277 @@
+"""Paper figures (analysis.figures.paper), the experiments behind them (analysis.experiments)
+and the registry / command line (python -m analysis.figures), on synthetic tables and tiny models."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from analysis import abcd  # noqa: E402
+from analysis.efficient import decompose_matrix  # noqa: E402
+from analysis.experiments import abcd_sentiment as ab  # noqa: E402
+from analysis.experiments import efficient_claims as ec  # noqa: E402
+from analysis.experiments import save_table  # noqa: E402
+from analysis.experiments.paper import FIGURES, PaperRun, Sizes, figure_names, make_figure, make_figures  # noqa: E402
+from analysis.figures import paper as pf  # noqa: E402
+from tests.conftest import tiny_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def gids(fig: Figure) -> set[str]:
+    return {a.get_gid() for a in fig.findobj() if a.get_gid()}
+
+
+# --------------------------------------------------------------------------- synthetic tables
+def explanations_df() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for layer in (4, 5):
+        for head in ("0", "1", "all"):
+            for i in range(5):
+                c = rng.choice([1.0, 2.0, np.nan])
+                b = rng.choice([1.0, 3.0, np.nan])
+                rows.append(dict(dataset="rotten_tomatoes", text_id=i, layer=layer, head=head, cleann_size=c,
+                                 cleann_found=bool(np.isfinite(c)), baseline_size=b,
+                                 baseline_found=bool(np.isfinite(b)), max_set_size=3, cleann_calls=10, baseline_calls=3, seconds=0.1))
+    return pd.DataFrame(rows)
+
+
+def test_explanation_size_hist_counts_every_sentence():
+    df = explanations_df()
+    fig = pf.explanation_size_hist(df, head="all", layer=5)
+    ax = fig.axes[0]
+    cleann = [p for p in ax.patches if p.get_gid() == "bar:CLEANN"]
+    assert len(cleann) == 4                                  # sizes 1, 2, 3 and "none"
+    assert sum(p.get_height() for p in cleann) == pytest.approx(1.0)
+    sub = df[(df["head"] == "all") & (df.layer == 5)]
+    assert cleann[-1].get_height() == pytest.approx(sub.cleann_size.isna().mean())
+    with pytest.raises(ValueError, match="no rows"):
+        pf.explanation_size_hist(df, head="7")
+
+
+def test_flip_rate_grid_cells_are_the_found_rates():
+    df = explanations_df()
+    fig = pf.flip_rate_grid(df)
+    grid = fig.axes[0].images[0].get_array()
+    assert grid.shape == (2, 3)                               # layers 4, 5 x heads 0, 1, all
+    expect = df[(df.layer == 5) & (df["head"] == "all")].cleann_found.mean()
+    assert grid[1, 2] == pytest.approx(expect)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0", "1", "all"]
+
+
+def sweep_df(explain: bool) -> pd.DataFrame:
+    rows = []
+    for i in range(3):
+        for a in (1e-3, 1e-1):
+            for ns, label in ((32.0, "head"), (384.0, "hidden")):
+                row = dict(text_id=i, alpha=a, n_samples=ns, n_samples_label=label, density=0.1 + a + ns / 1000)
+                if explain:
+                    row.update(cleann_found=ns > 100, cleann_size=2.0 if ns > 100 else np.nan)
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_sweep_figure_one_line_per_alpha(explain):
+    fig = pf.sweep_figure(sweep_df(explain))
+    assert len(fig.axes) == (3 if explain else 1)
+    lines = [g for g in gids(fig) if g.startswith("line:density")]
+    assert sorted(lines) == ["line:density:0.001", "line:density:0.1"]
+
+
+def test_nullity_length_draws_the_rank_limit():
+    df = pd.DataFrame([dict(model="m", dataset=d, n_tokens=n, rank=min(n, 32), nullity=max(0, n - 32), head=h)
+                       for d in ("rt", "imdb") for n in (10, 40, 90) for h in range(3)])
+    fig = pf.nullity_length(df)
+    assert {"points:rt", "points:imdb"} <= gids(fig)     # only the columns that vary name a group
+    limit = fig.axes[0].lines[0]
+    x, y = limit.get_data()
+    assert y[-1] == pytest.approx(x[-1] - 32)
+
+
+def test_raw_vs_efficient_rows_and_parts():
+    rng = np.random.default_rng(0)
+    n = 6
+    a = rng.dirichlet(np.ones(n), size=n)
+    parts = [decompose_matrix(a, rng.standard_normal((n, 3)), layer=0, head=h) for h in range(2)]
+    fig = pf.raw_vs_efficient(parts, [f"t{i}" for i in range(n)])
+    heat = [ax for ax in fig.axes if ax.images and ax.get_title()]
+    assert len(heat) == 6
+    np.testing.assert_allclose(heat[1].images[0].get_array(), parts[0].effective)
+    assert "nullity 3" in heat[1].get_title()
+
+
+def adversarial_df() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = []
+    for model in ("transformer", "classifier"):
+        for t in range(2):
+            for j in range(3):
+                raw = 1 + rng.random()
+                eff = raw * (0.9 if model == "transformer" else 0.05)
+                rows.append(dict(model=model, dataset="rt", text_id=t, adversary=j, feasible=j < 2,
+                                 jsd=rng.random(), tvd=0.005, raw_distance=raw, efficient_distance=eff,
+                                 efficient_share=eff / raw, random_share=0.8, raw_row_tvd=0.5,
+                                 efficient_row_tvd=0.4, n_tokens=20 + t))
+    return pd.DataFrame(rows)
+
+
+def test_adversarial_scatter_and_summary():
+    df = adversarial_df()
+    fig = pf.adversarial_scatter(df)
+    assert {"points:transformer", "points:classifier"} <= gids(fig)
+    assert fig.axes[0].get_title() == f"{int(df.feasible.sum())} feasible adversaries of {len(df)}"
+    s = ec.adversarial_summary(df)
+    assert list(s.feasible) == ["4/6", "4/6"]
+    assert s.set_index("model").efficient_share["classifier"] == pytest.approx(0.05)
+    per_text = ec.adversarial_summary(df, per_text=True)
+    assert len(per_text) == 4 and np.allclose(per_text.random_share, 0.8)
+
+
+def test_wasserstein_bars_and_table():
+    rows = []
+    for dataset in ("rt", "imdb"):
+        for i in range(4):
+            for edit, shift in (("efficient, layer 5", 0.0), ("efficient-shifted, layer 5", 0.1)):
+                rows.append(dict(model="m", dataset=dataset, text_id=i, edit=edit, max_abs_dlogit=shift,
+                                 tvd=shift / 2, flipped=False, score_original=i / 4, score_edited=i / 4 + shift))
+    w = ec.wasserstein_table(pd.DataFrame(rows))
+    assert len(w) == 4
+    got = w.set_index(["dataset", "edit"]).w1
+    assert got["rt", "efficient, layer 5"] == 0.0
+    assert got["rt", "efficient-shifted, layer 5"] == pytest.approx(0.1)
+    fig = pf.wasserstein_bars(w)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["efficient", "efficient-shifted"]       # the layer dropped from the names
+    bars = [p for p in fig.axes[0].patches if p.get_gid() == "bar:rt"]
+    assert bars[0].get_height() == pytest.approx(1e-10)       # zero drawn at the floor
+
+
+@pytest.mark.parametrize("draw", [pf.explanation_size_hist, pf.flip_rate_grid, pf.sweep_figure, pf.nullity_length,
+                                  pf.adversarial_scatter, pf.wasserstein_bars])
+def test_missing_columns_are_a_clear_error(draw):
+    with pytest.raises(ValueError, match="needs columns"):
+        draw(pd.DataFrame({"x": [1]}))
+
+
+def test_exported_from_analysis_figures():
+    import analysis.figures as figures
+
+    for name in pf.__all__:
+        assert name in figures.__all__ and getattr(figures, name) is getattr(pf, name)
+
+
+# --------------------------------------------------------------------------- experiments on tiny models
+TEXTS = ["a gorgeous , witty , seductive movie that never loses its nerve .",
+         "the plot is thin and the acting is dull , but the music is fine ."]
+
+
+def test_explanation_table_and_graph_on_a_tiny_model():
+    model = tiny_model("bert")
+    df = ab.explanation_table(model, TEXTS, layers=[-1, 0], heads=[0, "all"], max_set_size=1, dataset="t")
+    assert len(df) == 2 * 2 * 2
+    assert set(df["head"]) == {"0", "all"} and set(df.layer) == {0, 1}
+    assert (df.cleann_found == df.cleann_size.notna()).all()
+    assert (df.baseline_size.dropna() <= 1).all()
+    s = ab.summarize_explanations(df)
+    assert len(s) == 4 and (s.sentences == 2).all()
+    e = abcd.explain(model, TEXTS[0], max_set_size=1)
+    fig = pf.explanation_graph(e, labels=model.labels)
+    rings = {g for g in gids(fig) if g.startswith("set:baseline")}
+    assert len(rings) == len([v for v in e.baseline.set if v in e.graph.nodes])
+
+
+def test_graph_sweep_resolves_n_samples_and_counts_edges():
+    model = tiny_model("bert")
+    df = ab.graph_sweep(model, TEXTS[:1], alphas=[0.01, 0.2], n_samples=["head", 64], explain=True, max_set_size=1)
+    assert len(df) == 4
+    assert set(df.n_samples) == {8.0, 64.0}                   # tiny BERT: d_head 8
+    assert ((df.density >= 0) & (df.density <= 1)).all()
+    assert {"cleann_found", "cleann_size"} <= set(df.columns)
+
+
+def test_efficient_measure_keeps_the_output_on_a_tiny_model():
+    model = tiny_model("bert")
+    runs = ec.measure_texts(model, TEXTS, layer=-1, seed=0)
+    out = ec.output_table(runs, dataset="t").set_index(["text_id", "edit"])
+    for i in range(2):
+        assert out.loc[(i, "efficient, layer 1"), "max_abs_dlogit"] < 1e-4
+        assert out.loc[(i, "null-shifted, layer 1"), "max_abs_dlogit"] < 1e-4
+        assert out.loc[(i, "efficient-shifted, layer 1"), "max_abs_dlogit"] > 1e-3
+    nul = ec.nullity_table(runs)
+    assert ((nul["rank"] + nul.nullity) == nul.n_tokens).all()
+    assert (nul.nullity == np.maximum(0, nul.n_tokens - 8)).all()   # generic values: full rank d_head = 8
+    summary = ec.nullity_summary(nul)
+    assert list(summary.layer) == [0, 1]
+
+
+def test_save_table_is_atomic_and_round_trips(tmp_path):
+    df = explanations_df()
+    path = save_table(df, tmp_path / "sub" / "t.csv")
+    back = pd.read_csv(path)
+    assert len(back) == len(df) and list(back.columns) == list(df.columns)
+    assert [p.name for p in path.parent.iterdir()] == ["t.csv"]    # no temporary file left
+
+
+# --------------------------------------------------------------------------- registry and command line
+TINY = Sizes(explain_n=2, imdb_n=1, imdb_max_tokens=24, max_set_size=1, grid_n=1, grid_layers=(0, 1, 5),
+             grid_heads=(0, "all", 9), sweep_n=2, sweep_explain_n=1, alphas=(0.01, 0.2), n_samples=("head", 64),
+             efficient_n=3, max_tokens=40, adv_n=1, adv_steps=4, adv_max_tokens=24, heads_max_tokens=20, k=2)
+
+
+def test_registry_writes_every_figure_with_tiny_models(tmp_path):
+    from analysis.zoo.attention_classifier import tiny
+
+    run = PaperRun(sizes=TINY, model=tiny_model("bert"), classifier=tiny("cnn"))
+    written = {name: paths for name, _, paths in make_figures(tmp_path, run=run, formats=("pdf", "png"))}
+    assert list(written) == figure_names() and len(written) == len(FIGURES) >= 8
+    for name, paths in written.items():
+        assert [p.name for p in paths] == [f"{name}.pdf", f"{name}.png"]
+        assert all(p.stat().st_size > 1000 for p in paths), name
+        assert paths[0].read_bytes()[:4] == b"%PDF" and paths[1].read_bytes()[:4] == b"\x89PNG"
+    tables = {p.stem for p in (tmp_path / "tables").glob("*.csv")}
+    assert {"explanations", "flip_grid", "sweep", "nullity", "outputs", "wasserstein", "adversarial"} <= tables
+    grid = run.flip_grid()
+    assert set(grid.layer) == {0, 1} and set(grid["head"]) == {"0", "all"}   # clipped to the tiny model
+    adv = run.adversarial()
+    assert set(adv.model) == {"transformer", "classifier"} and (adv.nullity > 0).all()
+    # results are computed once: drawing again reuses them
+    before = dict(run._cache)
+    make_figure("efficient_wasserstein", run)
+    assert run._cache.keys() == before.keys()
+    with pytest.raises(KeyError, match="available"):
+        make_figure("nope", run)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-m", "analysis.figures", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_lists_the_registry_and_rejects_unknown_names(tmp_path):
+    listed = _cli("--list")
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
+    assert names == figure_names()
+    bad = _cli("--only", "no_such_figure", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "unknown figure" in bad.stderr
+    assert not any(tmp_path.iterdir())
