@@ -65,3 +65,19 @@ def arch(request) -> str:
 @pytest.fixture
 def tiny_bert():
     return tiny_model("bert")
+
+
+def markov_sequences(n_users: int, n_items: int, *, length: int = 12, seed: int = 0) -> list[tuple[int, ...]]:
+    """Item sequences for tiny recommenders: each next item is one of two fixed successors of
+    the previous item (85%) or a uniformly random item."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    succ = np.random.default_rng(123).integers(0, n_items, size=(n_items, 2))
+    out = []
+    for _ in range(n_users):
+        s = [int(rng.integers(n_items))]
+        for _ in range(length - 1):
+            s.append(int(succ[s[-1], rng.integers(2)]) if rng.random() < 0.85 else int(rng.integers(n_items)))
+        out.append(tuple(s))
+    return out

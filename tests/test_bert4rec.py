@@ -14,20 +14,13 @@ from analysis.models import InputError
 from analysis.zoo import bert4rec
 from analysis.zoo.bert4rec import ItemVocabulary, Recommender, rank_metrics, recency_positions, train_bert4rec
 
+from conftest import markov_sequences as _markov  # noqa: E402
+
 N_ITEMS = 40
 
 
 def markov_sequences(n_users: int, *, length: int = 12, seed: int = 0) -> list[tuple[int, ...]]:
-    """Each next item is one of two fixed successors of the previous item (85%) or random."""
-    rng = np.random.default_rng(seed)
-    succ = np.random.default_rng(123).integers(0, N_ITEMS, size=(N_ITEMS, 2))
-    out = []
-    for _ in range(n_users):
-        s = [int(rng.integers(N_ITEMS))]
-        for _ in range(length - 1):
-            s.append(int(succ[s[-1], rng.integers(2)]) if rng.random() < 0.85 else int(rng.integers(N_ITEMS)))
-        out.append(tuple(s))
-    return out
+    return _markov(n_users, N_ITEMS, length=length, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ reproduces its view.
 
     >>> from widgets import Lab
     >>> Lab(model, "a gripping film")            # every panel in tabs, one text box
+    >>> Lab(load_model("bert4rec"), (3, 17, 42))  # a recommender: a history of item ids ("3 17 42")
 """
 from widgets.adversarial import AdversarialPanel
 from widgets.attention import AttentionExplorer

@@ -75,10 +75,11 @@ class AdversarialPanel(Panel):
 
         self.session.trace()                     # a bad text fails here, at once
         model, text, settings = self.session.model, self.session.text, self.settings()
+        value = self.session.input               # the text, or a recommender's history
 
         def work(report: Any) -> Any:
             steps = settings["steps"]
-            return search(model, text, **settings, progress=False,
+            return search(model, value, **settings, progress=False,
                           callback=lambda step, _: report((step + 1) / steps))
 
         self.start_job("adversarial search", work, lambda result: self._finish(result, text))
@@ -132,7 +133,7 @@ class AdversarialPanel(Panel):
         lines = ["import analysis", "from analysis.adversarial import search",
                  "from analysis.figures import adversarial_figure"]
         lines += [model_line(self.session.model)] if include_model else []
-        lines += [f"result = search(model, {self.session.text!r}, {args})",
+        lines += [f"result = search(model, {self.input_repr}, {args})",
                   "print(result)",
                   f"fig = adversarial_figure(result, {self.index.value})"]
         return "\n".join(lines)

@@ -12,7 +12,9 @@ from matplotlib.figure import Figure
 
 from analysis.figures import attention_view, draw_attention_view, token_highlight_html
 from analysis.figures.panels import AttentionView
+from analysis.figures.text import ranked_items_html
 from widgets.base import Panel, layer_slider, model_line, row, token_options
+from widgets.items import TOP_K, is_recommender
 from widgets.render import GridCanvas, HeatmapCanvas
 
 HAS_EFFICIENT = importlib.util.find_spec("analysis.efficient") is not None
@@ -110,7 +112,7 @@ class AttentionExplorer(Panel):
         with self.holding():
             self.layer.max, self.head.max = trace.n_layers - 1, trace.n_heads - 1
             query = self.query.value
-            self.query.options = token_options(trace.tokens)
+            self.query.options = token_options(trace)
             self.query.value = query if query is not None and query < trace.n_tokens else 0
             if self._initial is not None:       # first draw: the constructor's layer/head/query
                 self.head.value = 0
@@ -177,14 +179,17 @@ class AttentionExplorer(Panel):
 
     def _info(self, view: AttentionView) -> str:
         trace = self.session.trace()
-        parts = []
-        if trace.labels:
+        parts, ranked = [], ""
+        if is_recommender(self.session.model):   # a catalogue: its top-k as a list under the line
+            ranked = ranked_items_html(trace.probs, trace.labels, k=TOP_K,
+                                       title=f"top-{TOP_K} recommendations (at the query [MASK])")
+        elif trace.labels:
             parts.append(f"prediction: <b>{trace.label}</b> ({float(np.max(trace.probs)):.3f})")
         if view.note:
             parts.append(view.note)
         elif HAS_EFFICIENT and view.mode == "head":
             parts.append(f"nullity of this head: {self._head_nullity(view.layer, view.head)}")
-        return "<span style='color:#444'>" + " · ".join(parts) + "</span>"
+        return "<span style='color:#444'>" + " · ".join(parts) + "</span>" + ranked
 
     def _head_nullity(self, layer: int, head: int) -> int:
         key = (self.session.model.name, self.session.text, layer, head)
@@ -224,7 +229,7 @@ class AttentionExplorer(Panel):
         if part != "raw":
             lines += ["import numpy as np", "from analysis.efficient import decompose, decompose_layer"]
         lines += [model_line(self.session.model)] if include_model else []
-        lines.append(f"trace = model.trace({self.session.text!r})")
+        lines.append(f"trace = model.trace({self.input_repr})")
         if mode == "grid":
             if part == "raw":
                 lines += [f"matrices = trace.attentions[{layer}]", "fig = attention_grid(matrices, trace.tokens)"]

@@ -23,6 +23,7 @@ import traitlets
 from matplotlib.figure import Figure
 
 from analysis.figures import save_figure
+from widgets.items import history_note, is_recommender, position_options
 from widgets.render import figure_png
 from widgets.session import Session
 
@@ -117,14 +118,36 @@ def head_options(n_heads: int, pooled: bool) -> list[tuple[str, Any]]:
     return [(str(h), h) for h in range(n_heads)] + ([("all (pooled)", "all")] if pooled else [])
 
 
-def token_options(tokens: Sequence[str]) -> list[tuple[str, int]]:
+def token_options(tokens: Sequence[str] | Any, *, skip_query: bool = False) -> list[tuple[str, int]]:
+    """Dropdown options ``("3: token", 3)``; given a trace, a recommender's items read
+    ``"3: title (#id)"`` (``skip_query``: without its appended query)."""
+    if hasattr(tokens, "tokens"):
+        return position_options(tokens, skip_query=skip_query)
     return [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
+
+
+def text_box_labels(model: Any) -> tuple[str, str]:
+    """(description, placeholder) of the text box for ``model``: a history of item ids for a
+    recommender, a sentence otherwise."""
+    if is_recommender(model):
+        return "history", f"item ids 0..{model.n_items - 1} separated by spaces or commas, e.g. 3 17 42"
+    return "text", "type a sentence, then click outside the box"
 
 
 def model_line(model: Any) -> str:
     """The code line that loads ``model`` again."""
     name = getattr(model, "name", None)
     return f"model = analysis.load_model({name!r})" if name else "model = analysis.load_model()"
+
+
+def input_note_html(model: Any, text: str) -> str:
+    """How a recommender reads the text box, as a grey line ("" for text models or bad input:
+    the panels report bad input themselves)."""
+    try:
+        note = history_note(model, text)
+    except ValueError:
+        return ""
+    return f"<span style='color:#666;font-size:90%'>{html.escape(note)}</span>" if note else ""
 
 
 # --------------------------------------------------------------------------- the panel
@@ -163,6 +186,7 @@ class Panel(W.VBox):
         self.text_box = W.Textarea(value=self.session.text, description="text", continuous_update=False,
                                    layout=W.Layout(width="98%", height="48px", display="" if show_text else "none"))
         traitlets.link((self.session, "text"), (self.text_box, "value"))
+        self.input_note = W.HTML(layout=W.Layout(display="" if show_text else "none"))
         self.error = W.HTML(layout=W.Layout(width="98%"))
         self.status = W.HTML()
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0,
@@ -183,7 +207,7 @@ class Panel(W.VBox):
 
     def _layout(self, controls: Sequence[W.Widget], views: Sequence[W.Widget]) -> None:
         """Arrange the panel: header, text, controls, messages, views, toolbar, code."""
-        self.children = [self.header, self.text_box, *controls, self.error,
+        self.children = [self.header, self.text_box, self.input_note, *controls, self.error,
                          W.HBox([self.status, self.progress, self.cancel_button]), *views,
                          self.toolbar, self.code_area]
         self._update_header()
@@ -193,6 +217,15 @@ class Panel(W.VBox):
     def _update_header(self) -> None:
         self.header.value = (f"<b style='font-size:115%'>{html.escape(self.title)}</b> "
                              f"<span style='color:#666'>· {html.escape(str(self.session.model.name))}</span>")
+        self.text_box.description, self.text_box.placeholder = text_box_labels(self.session.model)
+
+    def _update_note(self) -> None:
+        self.input_note.value = input_note_html(self.session.model, self.session.text)
+
+    @property
+    def input_repr(self) -> str:
+        """The session's model input as Python source (for copy as code)."""
+        return repr(self.session.input)
 
     # ------------------------------------------------------------------ errors and busy state
     def show_error(self, exc: BaseException) -> None:
@@ -299,6 +332,7 @@ class Panel(W.VBox):
     def refresh(self) -> None:
         """Recompute and redraw everything for the session's current model and text."""
         self._stale = False
+        self._update_note()
         with self.working("updating"):
             self._refresh()
         self._after_update()

@@ -103,7 +103,7 @@ class CITestPanel(Panel):
         problem = None
         with self.holding():
             problem = self.take_graph_view(trace)
-            options = token_options(trace.tokens)
+            options = token_options(trace)
             content = [i for i in range(trace.n_tokens) if not trace.special[i]] or list(range(trace.n_tokens))
             for dd in (self.x, self.y, self.cond):
                 dd.options = options
@@ -185,7 +185,7 @@ class CITestPanel(Panel):
         lines = ["import analysis", "from analysis.abcd import attention_correlation",
                  "from analysis.causal import FisherZTest", "from analysis.figures import ci_test_plot"]
         lines += [model_line(self.session.model)] if include_model else []
-        lines += [f"trace = model.trace({self.session.text!r})",
+        lines += [f"trace = model.trace({self.input_repr})",
                   f"corr = attention_correlation(trace, {self.layer.value}, {head!r})",
                   f"test = FisherZTest(corr, n_samples={float(self.n_samples.value)!r}, alpha={self.alpha.value!r})",
                   f"result = test({self.x.value}, {self.y.value}, {tuple(self.cond.value)!r})",

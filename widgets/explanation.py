@@ -1,4 +1,5 @@
-"""``ExplanationPanel``: CLEANN's minimal explanation sets of the model's prediction."""
+"""``ExplanationPanel``: CLEANN's minimal explanation sets of the model's prediction (for a
+recommender: of its top-1 recommendation, through the abductive step)."""
 from __future__ import annotations
 
 import html
@@ -10,9 +11,10 @@ from matplotlib.figure import Figure
 from analysis import abcd
 from analysis.causal import ALGORITHMS
 from analysis.figures import draw_graph, explanation_figure
-from analysis.figures.text import output_probs
+from analysis.figures.text import output_probs, ranked_items_html
 from analysis.models import REMOVALS
 from widgets.base import Panel, head_control, layer_slider, model_line, row
+from widgets.items import TOP_K, is_recommender, item_name
 
 
 class ExplanationPanel(Panel):
@@ -22,6 +24,11 @@ class ExplanationPanel(Panel):
 
     Explaining re-runs the model on every candidate, so it runs on ``.run_button`` (and when
     the text or model changes), not on every control change.
+
+    For a recommender the sets are items of the history (by title and id); the table says
+    whether the top-1 recommendation changed, the new top-1 and its rank in the original
+    ranking (inside the original top-10 or not), beside the attention baseline and the
+    original top-10.
     """
 
     title = "Explanation"
@@ -85,7 +92,7 @@ class ExplanationPanel(Panel):
         self.explanation = None
         self.session.trace()                     # a bad text fails here, with the model's message
         with self.session.using_model():
-            self.explanation = abcd.explain(self.session.model, self.session.text, **self.settings())
+            self.explanation = abcd.explain(self.session.model, self.session.input, **self.settings())
         self._draw()
 
     def _draw(self) -> None:
@@ -96,6 +103,8 @@ class ExplanationPanel(Panel):
         self.show_png(self.graph_image, draw_graph(e.graph, ax=ax, highlight=e.tree))
 
     def _table_html(self) -> str:
+        if is_recommender(self.session.model):
+            return self._recommendation_html()
         e = self.explanation
         labels = self.session.model.labels
         name = lambda k: html.escape(labels[k] if k < len(labels) else f"class {k}")  # noqa: E731
@@ -117,6 +126,52 @@ class ExplanationPanel(Panel):
                    f"attention baseline: {base}; graph: {e.graph.n_tests} CI tests</div>")
         return f"<table>{head}{body}</table>{summary}"
 
+    def _position_names(self) -> list[str]:
+        """``title (#id)`` per position of the explained input: the history, then the appended
+        recommended item (the abductive trace)."""
+        e, model = self.explanation, self.session.model
+        items = list(self.session.input) + [e.prediction]
+        if len(items) != len(e.tokens):          # not the abductive form: tokens as they are
+            return list(e.tokens)
+        return [item_name(model, i) for i in items]
+
+    def _recommendation_html(self) -> str:
+        """The explanation of a top-1 recommendation: sets as items, whether the top-1 changed,
+        the new top-1 and its rank in the original ranking, the attention baseline, the top-10."""
+        e, model = self.explanation, self.session.model
+        names = self._position_names()
+        items = lambda ps: html.escape(", ".join(f"{names[p]}@{p}" for p in ps))  # noqa: E731
+        orig = e.prediction
+        rows = [("recommended (top-1)", "", html.escape(item_name(model, orig)), "1",
+                 f"{float(output_probs(e.probs)[orig]):.3f}", "")]
+
+        def check_row(label: str, c: Any) -> tuple[str, ...]:
+            where = "inside" if c.rank <= TOP_K else "outside"
+            rank = f"{c.rank} ({where} the original top-{TOP_K})" if c.changed else "1"
+            return (label, items(c.positions), html.escape(item_name(model, c.prediction)), rank,
+                    f"{float(c.probs[orig]):.3f}", "yes" if c.changed else "no")
+
+        for k, s in enumerate(e.sets):
+            rows.append(check_row(f"CLEANN set {k + 1}", next(c for c in e.checks if list(c.positions) == list(s))))
+        b = e.baseline
+        if b.checks:
+            rows.append(check_row(f"attention baseline (k={len(b.checks[-1].positions)})", b.checks[-1]))
+        head = ("<tr><th></th><th>items removed</th><th>top-1 after</th><th>its rank before</th>"
+                "<th>p(recommended item)</th><th>top-1 changed</th></tr>")
+        body = "".join("<tr>" + "".join(f"<td style='padding:0 8px'>{v}</td>" for v in r) + "</tr>" for r in rows)
+        limit = e.settings.get("max_set_size")
+        found = (f"<b>top-1 changed</b> by removing {e.size} item(s) ({len(e.sets)} minimal set(s)); new top-1 "
+                 f"ranked {e.new_rank} before" if e.changed else
+                 f"<b>top-1 unchanged</b>: no set of up to {limit} items from the graph changed it")
+        base = (f"the {b.size} most attended item(s) change it" if b.size else
+                "removing the most attended items never changed it")
+        summary = (f"<div style='color:#333'>{found}. Attention baseline: {base}.</div>"
+                   f"<div style='color:#555'>{len(e.checks)} candidate sets checked in {e.seconds:.2f} s; "
+                   f"graph: {e.graph.n_tests} CI tests</div>")
+        top = ranked_items_html(e.probs, model.labels, k=TOP_K, marked=[c.prediction for c in e.checks if c.changed],
+                                title=f"original top-{TOP_K} (bold: a new top-1 after some removal)")
+        return f"<table>{head}{body}</table>{summary}{top}"
+
     # ------------------------------------------------------------------ figure, results, code
     def figure(self, *, paper: bool = False) -> Figure:
         if self.explanation is None:
@@ -132,10 +187,11 @@ class ExplanationPanel(Panel):
             raise ValueError("no explanation to export yet: press explain")
         return {"model": self.session.model.name, "text": self.session.text, "settings": e.settings,
                 "tokens": e.tokens, "target": e.target, "prediction": e.prediction, "probs": output_probs(e.probs),
-                "sets": e.sets, "words": e.words, "size": e.size, "seconds": e.seconds,
+                "sets": e.sets, "words": e.words, "size": e.size, "seconds": e.seconds, "new_rank": e.new_rank,
                 "checks": [{"positions": c.positions, "prediction": c.prediction, "changed": c.changed,
-                            "probs": c.probs} for c in e.checks],
-                "baseline": {"ranking": e.baseline.ranking, "size": e.baseline.size, "set": e.baseline.set}}
+                            "rank": c.rank, "probs": c.probs} for c in e.checks],
+                "baseline": {"ranking": e.baseline.ranking, "size": e.baseline.size, "set": e.baseline.set,
+                             "new_rank": e.baseline.new_rank}}
 
     def rows(self) -> list[dict]:
         e = self.explanation
@@ -154,7 +210,7 @@ class ExplanationPanel(Panel):
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
         lines = ["import analysis", "from analysis import abcd", "from analysis.figures import explanation_figure"]
         lines += [model_line(self.session.model)] if include_model else []
-        lines += [f"explanation = abcd.explain(model, {self.session.text!r}, {args})",
+        lines += [f"explanation = abcd.explain(model, {self.input_repr}, {args})",
                   "print(explanation)",
                   "fig = explanation_figure(explanation, labels=model.labels)"]
         return "\n".join(lines)

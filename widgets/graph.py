@@ -156,7 +156,7 @@ class CausalGraphPanel(Panel):
         args = ", ".join(f"{k}={v!r}" for k, v in s.items())
         lines = ["import analysis", "from analysis import abcd", "from analysis.figures import draw_graph"]
         lines += [model_line(self.session.model)] if include_model else []
-        lines += [f"trace = model.trace({self.session.text!r})",
+        lines += [f"trace = model.trace({self.input_repr})",
                   f"graph = abcd.learn_graph(trace, {args})",
                   "print(graph)   # edges, graph.n_tests, graph.seconds, graph.tests (the CI-test log)",
                   f"fig = draw_graph(graph, layout={self.layout_choice.value!r}, highlight={self.select.value!r})"]

@@ -75,7 +75,7 @@ class InterventionPanel(Panel):
         with self.holding():
             self.layer.max = trace.n_layers - 1
             self.head.options = head_options(trace.n_heads, False) + [("all heads", "all")]
-            self.positions.options = token_options(trace.tokens)
+            self.positions.options = token_options(trace, skip_query=True)
             self.positions.value = ()
             problem = self.take_initial_view(trace, self._initial)
             self._initial = None
@@ -100,12 +100,12 @@ class InterventionPanel(Panel):
         names, params = self.chosen(), self.settings()
         if names == ["remove_tokens"] and not params["positions"]:
             raise ValueError("remove_tokens needs tokens to remove: select some in 'remove'")
-        model, text = self.session.model, self.session.text
+        model, text, value = self.session.model, self.session.text, self.session.input
 
         def work(report: Any) -> list[Any]:
             done = []
             for k, name in enumerate(names):
-                done.append(call_intervention(interventions.INTERVENTIONS[name], model, text, trace, params))
+                done.append(call_intervention(interventions.INTERVENTIONS[name], model, value, trace, params))
                 if not report((k + 1) / len(names)):
                     break
             return done
@@ -157,7 +157,7 @@ class InterventionPanel(Panel):
         lines = ["import analysis", "from analysis import interventions",
                  "from analysis.figures import intervention_figure, intervention_summary"]
         lines += [model_line(self.session.model)] if include_model else []
-        lines += [f"text = {self.session.text!r}", "trace = model.trace(text)", "results = []"]
+        lines += [f"text = {self.input_repr}", "trace = model.trace(text)", "results = []"]
         for name in self.chosen():
             fn = interventions.INTERVENTIONS[name]
             accepted = inspect.signature(fn).parameters

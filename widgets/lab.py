@@ -8,12 +8,13 @@ import ipywidgets as W
 
 from widgets.adversarial import AdversarialPanel
 from widgets.attention import AttentionExplorer
-from widgets.base import Panel, error_html
+from widgets.base import Panel, error_html, input_note_html, text_box_labels
 from widgets.citest import CITestPanel
 from widgets.explanation import ExplanationPanel
 from widgets.graph import CausalGraphPanel
 from widgets.intervention import InterventionPanel
-from widgets.session import Session
+from widgets.items import default_text, fits, is_recommender
+from widgets.session import DEFAULT_TEXT, Session
 
 PANELS: tuple[tuple[str, type[Panel]], ...] = (
     ("Attention", AttentionExplorer), ("CI test", CITestPanel), ("Causal graph", CausalGraphPanel),
@@ -37,7 +38,6 @@ class Lab(W.VBox):
         super().__init__()
         self.session = session if session is not None else Session(model, text)
         self.text = W.Textarea(value=self.session.text, description="text", continuous_update=False,
-                               placeholder="type a sentence, then click outside the box",
                                layout=W.Layout(width="98%", height="56px"))
         import traitlets
 
@@ -49,13 +49,15 @@ class Lab(W.VBox):
         self.load_button = W.Button(description="load", icon="upload", layout=W.Layout(width="90px"))
         self.load_button.on_click(lambda _: self.load_model())
         self.model_info = W.HTML()
+        self.input_note = W.HTML()
         self.error = W.HTML()
         self.panels = [cls(session=self.session, active=False, show_text=False) for _, cls in PANELS]
         self.tabs = W.Tab(children=self.panels, titles=tuple(title for title, _ in PANELS))
         self.tabs.observe(self._tab_changed, names="selected_index")
         self.session.observe(lambda _: self._show_model(), names="model")
+        self.session.observe(lambda _: self._show_note(), names="text")
         picker = W.HBox([self.model_picker, self.load_button, self.model_info])
-        self.children = [picker, self.text, self.error, self.tabs]
+        self.children = [picker, self.text, self.input_note, self.error, self.tabs]
         self._show_model()
         self.tabs.selected_index = 0
         self.panels[0].activate()
@@ -81,7 +83,9 @@ class Lab(W.VBox):
 
     def load_model(self, name: str | None = None) -> None:
         """Load ``name`` (default: the picker's value) with ``analysis.load_model`` and switch
-        every panel to it; a failure shows as a message and keeps the current model."""
+        every panel to it; a failure shows as a message and keeps the current model. Switching
+    between a text model and a recommender also swaps a text that does not fit the new model
+    (a sentence vs a history of item ids) for the new model's default."""
         from analysis import load_model
 
         name = self.model_picker.value if name is None else name
@@ -89,7 +93,11 @@ class Lab(W.VBox):
         self.model_info.value = f"<span style='color:#0072B2'>&#8987; loading {html.escape(name)}&hellip;</span>"
         try:
             if name != self.session.model.name:
-                self.session.model = load_model(name or None)
+                model = load_model(name or None)
+                with self.session.hold_trait_notifications():
+                    self.session.model = model
+                    if not fits(model, self.session.text):
+                        self.session.text = default_text(model) or DEFAULT_TEXT
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.error.value = error_html(exc)
         self._show_model()
@@ -97,5 +105,14 @@ class Lab(W.VBox):
     def _show_model(self) -> None:
         m = self.session.model
         self.model_picker.value = m.name
-        self.model_info.value = (f"<span style='color:#555'>{m.n_layers} layers &times; {m.n_heads} heads"
-                                 f"{' · classes: ' + html.escape(', '.join(m.labels)) if m.labels else ''}</span>")
+        self.text.description, self.text.placeholder = text_box_labels(m)
+        if is_recommender(m):      # a catalogue, not a handful of classes: say how big it is
+            what = f" · recommender over {m.n_items} items (ids 0..{m.n_items - 1})"
+        else:
+            what = f" · classes: {html.escape(', '.join(m.labels))}" if m.labels else ""
+        self.model_info.value = f"<span style='color:#555'>{m.n_layers} layers &times; {m.n_heads} heads{what}</span>"
+        self._show_note()
+
+    def _show_note(self) -> None:
+        """How a recommender reads the text box (the panels' own notes are hidden in the Lab)."""
+        self.input_note.value = input_note_html(self.session.model, self.session.text)

@@ -222,3 +222,21 @@ def _prob_text(probs: np.ndarray, labels: Sequence[str]) -> str:
     k = int(np.argmax(probs))
     name = labels[k] if k < len(labels) else f"class {k}"
     return f"{name} {float(probs[k]):.3f}"
+
+
+def ranked_items_html(probs: np.ndarray, labels: Sequence[str] = (), *, k: int = 10, title: str = "",
+                      marked: Sequence[int] = (), ids: bool = True) -> str:
+    """The ``k`` most probable outputs of ``probs`` [C] (e.g. a recommender's items over its
+    catalogue) as a numbered HTML list, best first, each ``label (#id) p``; ``marked`` ids are bold."""
+    p = output_probs(probs)
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, not {k!r}")
+    order = np.argsort(-p, kind="stable")[:k]
+    chosen = {int(m) for m in marked}
+    items = []
+    for i in order:
+        name = labels[i] if i < len(labels) else f"class {i}"
+        text = html.escape(f"{name}" + (f" (#{int(i)})" if ids else "") + f" {float(p[i]):.3f}")
+        items.append(f"<li>{'<b>' + text + '</b>' if int(i) in chosen else text}</li>")
+    caption = f"<div style='font-size:90%'>{html.escape(title)}</div>" if title else ""
+    return f"{caption}<ol style='margin:2px 0 2px 18px;padding:0;font-size:90%'>{''.join(items)}</ol>"
