@@ -49,16 +49,16 @@ def table(title: str, headers: list[str], rows: list[list], notes: str = "") -> 
 
 
 # --------------------------------------------------------------------------- claims 1-3
-def report_nullity(name: str, df: pd.DataFrame) -> None:
+def report_nullity(name: str, df: pd.DataFrame, basis: str = "value") -> None:
     lengths = df.groupby("text_id").n_tokens.first()
     rows = [[int(r.layer), r["min"], r["median"], r["max"], f"{r.nullity_0:.0%}", r.row_sum_error, r.negative_mass]
             for _, r in ec.nullity_summary(df).iterrows()]
-    table(f"{name}: nullity n - rank(V) per head ({len(lengths)} examples, tokens median "
+    table(f"{name}: nullity n - rank(T) per head, {basis} basis ({len(lengths)} examples, tokens median "
           f"{int(np.median(lengths))}, range {lengths.min()}-{lengths.max()})",
           ["layer", "min", "median", "max", "heads with nullity 0", "median row-sum error",
            "median negative mass"], rows,
           "Medians of the last two columns over heads with nullity > 0. row-sum error = max_q |sum_k A_eff[q,k] - 1|;"
-          "\nnegative mass = total negative weight of A_eff / n (value basis, plain projection).")
+          "\nnegative mass = total negative weight of A_eff / n (plain projection).")
 
 
 def report_outputs(name: str, df: pd.DataFrame) -> None:
@@ -82,7 +82,7 @@ def report_adversarial(name: str, df: pd.DataFrame, args) -> None:
             for _, r in ec.adversarial_summary(df, per_text=True).iterrows()]
     rows += [["all", "", r.feasible] + [r[c] for c in cols] for _, r in ec.adversarial_summary(df).iterrows()]
     table(f"{name}: adversarial attention, layer {args.adv_layer}, head {args.adv_head} (k={args.k}, "
-          f"eps={args.eps}, {args.adv_steps} steps, value basis; examples with nullity > 0, cut to "
+          f"eps={args.eps}, {args.adv_steps} steps, {args.basis} basis; examples with nullity > 0, cut to "
           f"{args.adv_max_tokens} tokens)",
           ["example", "tokens", "feasible", "JSD(a_i, a)", "pred TVD", "row TVD raw", "row TVD eff",
            "||a_i - a||", "||(a_i - a)P||", "eff share", "random share"], rows,
@@ -94,9 +94,9 @@ def report_adversarial(name: str, df: pd.DataFrame, args) -> None:
 
 def adversarial(model, name: str, texts: list[str], args) -> pd.DataFrame:
     adv_texts = ec.with_null_space(model, texts, layer=args.adv_layer, head=args.adv_head, n=args.adv_n,
-                                   max_tokens=args.adv_max_tokens)
+                                   max_tokens=args.adv_max_tokens, basis=args.basis)
     df = ec.adversarial_table(model, adv_texts, layer=args.adv_layer, head=args.adv_head, k=args.k, eps=args.eps,
-                              steps=args.adv_steps, seed=args.seed, dataset=name, progress=True)
+                              steps=args.adv_steps, seed=args.seed, dataset=name, progress=True, basis=args.basis)
     if df.empty:
         print(f"\n{name}: no example with nullity > 0 at layer {args.adv_layer}, head {args.adv_head}")
     else:
@@ -120,6 +120,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--eps", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--basis", default="value", choices=["value", "value_output", "hidden"],
+                        help="what the attention multiplies, T (value_output: the single-attention classifier's "
+                             "h U^T, its decoder included)")
     parser.add_argument("--fast", action="store_true", help="a quick run: 30 examples, 2 short searches")
     parser.add_argument("--out", default=None, help="also write the tidy tables as CSV files in this folder")
     args = parser.parse_args()
@@ -134,11 +137,13 @@ def main() -> None:
     for name in args.datasets:
         texts = sample_texts(model, name, args.n, max_tokens=args.max_tokens, seed=args.seed)
         if "outputs" in args.parts:
-            runs = ec.measure_texts(model, texts, layer=args.layer, seed=args.seed, progress=True, desc=name)
-            nullity, outputs = ec.nullity_table(runs, dataset=name), ec.output_table(runs, dataset=name)
+            runs = ec.measure_texts(model, texts, layer=args.layer, seed=args.seed, progress=True, desc=name,
+                                    basis=args.basis)
+            nullity = ec.nullity_table(runs, dataset=name, basis=args.basis)
+            outputs = ec.output_table(runs, dataset=name, basis=args.basis)
             saved["nullity"].append(nullity)
             saved["outputs"].append(outputs)
-            report_nullity(name, nullity)
+            report_nullity(name, nullity, args.basis)
             report_outputs(name, outputs)
         if "adversarial" in args.parts:
             saved["adversarial"].append(adversarial(model, name, texts, args))
