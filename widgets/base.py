@@ -9,7 +9,6 @@ import html
 import io
 import json
 import os
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ import traitlets
 from matplotlib.figure import Figure
 
 from analysis.figures import save_figure
+from analysis.files import atomic_path
 from widgets.items import history_note, is_recommender, position_options
 from widgets.render import figure_png
 from widgets.session import Session
@@ -71,15 +71,8 @@ def jsonable(obj: Any) -> Any:
 def write_atomic(path: str | os.PathLike, data: str) -> Path:
     """Write ``data`` to a temporary file next to ``path``, then rename: never half-written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(data, encoding="utf-8", newline="")
     return path
 
 

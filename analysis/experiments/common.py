@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from analysis.files import atomic_path
 
 __all__ = ["capped", "sample_texts", "save_table", "fast_mode"]
 
@@ -40,14 +41,6 @@ def sample_texts(model: Any, dataset: str, n: int, *, max_tokens: int | None = N
 def save_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` as CSV (no index) to ``path`` atomically: a temporary file, then a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.chmod(tmp, 0o644)                     # mkstemp makes it private; a table is an ordinary file
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
     return path

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import matplotlib as mpl
 from matplotlib.figure import Figure
+
+from analysis.files import atomic_path
 
 #: Okabe & Ito's colour-blind-safe palette
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -39,15 +40,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, formats: Sequence[str] | N
         fmt = target.suffix.lstrip(".").lower()
         if fmt not in ("png", "pdf", "svg"):
             raise ValueError(f"unsupported figure format {fmt!r}: use png, pdf or svg")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(fd)
-        try:
-            with mpl.rc_context(RC):
-                fig.savefig(tmp, format=fmt)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_path(target) as tmp, mpl.rc_context(RC):
+            fig.savefig(tmp, format=fmt)
         written.append(target)
     return written
