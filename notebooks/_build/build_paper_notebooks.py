@@ -50,8 +50,8 @@ heads, fine-tuned on Rotten Tomatoes) with Rotten Tomatoes test sentences and IM
 5. where our numbers differ from the paper's, and why.
 
 **Run time.** Full mode (the default: 100 Rotten Tomatoes sentences and 20 IMDB excerpts of 48 tokens, a 6 x 13 layer/head grid on
-10 sentences, a 4 x 4 alpha x n_samples sweep) takes roughly an hour on a 2-core CPU (an estimate from measured per-explanation
-costs: 5-6 s per sentence at sets of up to 3 tokens, more for longer inputs; not timed end to end). **Fast mode** uses a handful of sentences
+10 sentences, a 4 x 4 alpha x n_samples sweep) took 22 minutes end to end on a 2-core CPU (one thread, other work on the
+second core). **Fast mode** uses a handful of sentences
 and runs in about a minute: `ATTNLAB_FAST=1 jupyter lab notebooks/02_abcd_sentiment.ipynb` (CI runs it that way). The numbers in fast
 mode are far too few to conclude anything. The same computations draw the paper figures in `05_paper_figures.ipynb`.""",
     SETUP + """
@@ -163,7 +163,7 @@ This notebook measures, on attnlab's default transformer (MiniLM sentiment model
 5. adversarial attention: do adversaries that keep the prediction share the original's efficient attention?
 
 **Run time.** Full mode (the default; 200 Rotten Tomatoes and 200 IMDB test examples, IMDB cut to 256 tokens; adversaries with 500
-steps on 5 examples per model) takes about 30 minutes on a 2-core CPU. **Fast mode** takes about a minute:
+steps on 5 examples per model) took 11 minutes end to end on a 2-core CPU (one thread). **Fast mode** takes about a minute:
 `ATTNLAB_FAST=1 jupyter lab notebooks/04_efficient_attention.ipynb`; its numbers are illustrations, not measurements.
 
 **Bases.** For the transformer `T` is each head's values (`basis="value"`, `X W_v + b`): the exact choice for the output
@@ -300,8 +300,8 @@ with the tables behind them as CSV under `figures/tables/`. Results shared by se
 | `efficient_adversarial` | adversaries' JSD vs efficient distance; efficient share vs random attention |
 | `efficient_wasserstein` | W1 between prediction distributions per edit |
 
-**Run time.** Full mode (the default; the sizes of `02_abcd_sentiment` and `04_efficient_attention`) takes about an hour and a half on
-a 2-core CPU. **Fast mode** (`ATTNLAB_FAST=1`, about a minute and a half) uses tiny samples and writes to `figures/fast/` instead,
+**Run time.** Full mode (the default; the sizes of `02_abcd_sentiment` and `04_efficient_attention`) took 32 minutes end to end on
+a 2-core CPU (one thread). **Fast mode** (`ATTNLAB_FAST=1`, about a minute and a half) uses tiny samples and writes to `figures/fast/` instead,
 so it never overwrites full-size figures. From a shell: `python -m analysis.figures --all --out figures/ [--fast]`.""",
     """import os
 from pathlib import Path
