@@ -1,8 +1,6 @@
 """Model loading, tracing, overrides and removal on tiny random models of every architecture."""
 from __future__ import annotations
 
-import copy
-import warnings
 
 import numpy as np
 import pytest
