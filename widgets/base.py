@@ -22,7 +22,13 @@ import traitlets
 from matplotlib.figure import Figure
 
 from analysis.figures import save_figure
-from analysis.files import atomic_path
+from analysis.files import (
+    atomic_path,
+    export_paths,
+    figure_paths,
+    output_path,
+    unique_paths,
+)
 from widgets.items import history_note, is_recommender, position_options
 from widgets.render import figure_png
 from widgets.session import Session
@@ -68,10 +74,11 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_atomic(path: str | os.PathLike, data: str) -> Path:
-    """Write ``data`` to a temporary file next to ``path``, then rename: never half-written."""
+def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to a temporary file next to ``path``, then rename: never half-written;
+    ``overwrite=False`` raises FileExistsError rather than replace a file."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         Path(tmp).write_text(data, encoding="utf-8", newline="")
     return path
 
@@ -188,6 +195,10 @@ class Panel(W.VBox):
                                       layout=W.Layout(width="100px", display="none"))
         self.cancel_button.on_click(lambda _: self.cancel())
         self.filename = W.Text(value="", description="file", layout=W.Layout(width="260px"))
+        self.folder = W.Text(value="", description="folder", placeholder="this notebook's folder",
+                             layout=W.Layout(width="260px"))
+        self.overwrite = W.Checkbox(value=False, description="overwrite", indent=False,
+                                    layout=W.Layout(width="100px"))
         self.figure_format = W.Dropdown(options=list(FIGURE_FORMATS), value="png", layout=W.Layout(width="140px"))
         self.save_button = W.Button(description="save figure", icon="image", layout=W.Layout(width="130px"))
         self.export_button = W.Button(description="export results", icon="download", layout=W.Layout(width="140px"))
@@ -196,7 +207,8 @@ class Panel(W.VBox):
         self.save_button.on_click(lambda _: self._safely(self.save_figure))
         self.export_button.on_click(lambda _: self._safely(self.export))
         self.code_button.observe(lambda _: self._safely(self._show_code), names="value")
-        self.toolbar = row(self.filename, self.figure_format, self.save_button, self.export_button, self.code_button)
+        self.toolbar = row(self.filename, self.figure_format, self.save_button, self.export_button, self.code_button,
+                           self.folder, self.overwrite)
 
     def _layout(self, controls: Sequence[W.Widget], views: Sequence[W.Widget]) -> None:
         """Arrange the panel: header, text, controls, messages, views, toolbar, code."""
@@ -371,27 +383,54 @@ class Panel(W.VBox):
         return self.title.lower().replace(" ", "_")
 
     # ------------------------------------------------------------------ save, export, code
+    @property
+    def output_folder(self) -> Path:
+        """The folder file names resolve in: the ``folder`` box (``~`` expands), else the
+        current working folder (a notebook's own folder)."""
+        return Path(self.folder.value.strip() or os.getcwd()).expanduser().resolve()
+
+    def _targets(self, path: str | os.PathLike | None, paths: Callable[[Path], list[Path]]) -> tuple[list[Path], str]:
+        """Where save/export write: the file box's name (kept inside the output folder) or
+        ``path`` given in code (anywhere), the full name kept; numbered unless overwrite."""
+        typed = path is None
+        name = (self.filename.value.strip() or self._safe_name()) if typed else path
+        wanted = paths(output_path(name, self.output_folder, confine=typed))
+        if self.overwrite.value:
+            return wanted, ""
+        chosen = unique_paths(wanted)
+        note = "" if chosen == wanted else f" ({wanted[0].name} exists: kept, tick overwrite to replace it)"
+        return chosen, note
+
+    def _written(self, verb: str, paths: Sequence[Path], note: str) -> None:
+        self.status.value = (f"<span style='color:#555'>{verb} " + ", ".join(html.escape(str(p)) for p in paths)
+                             + html.escape(note) + "</span>")
+
     def save_figure(self, path: str | os.PathLike | None = None, formats: Sequence[str] | None = None) -> list[Path]:
-        """Save the current picture at publication size (PNG/SVG/PDF, atomically)."""
-        path = Path(path if path is not None else (self.filename.value or self._safe_name()))
-        if formats is None and path.suffix.lower().lstrip(".") not in ("png", "svg", "pdf"):
-            formats = FIGURE_FORMATS[self.figure_format.value]
+        """Save the current picture at publication size (PNG/SVG/PDF, atomically) under the full
+        name typed (``exp_alpha0.01`` -> ``exp_alpha0.01.png``; a .png/.svg/.pdf suffix picks
+        the format) inside the output folder; an existing file is never replaced unless
+        ``overwrite`` is ticked: the new one is numbered (``name-1.png``). Returns the paths."""
+        def paths(target: Path) -> list[Path]:
+            own = target.suffix.lower().lstrip(".") in FIGURE_FORMATS["png + svg + pdf"]
+            return figure_paths(target, formats if formats is not None or own else FIGURE_FORMATS[self.figure_format.value])
+        targets, note = self._targets(path, paths)
         fig = self.figure(paper=True)
         try:
-            written = save_figure(fig, path, formats)
+            written = [p for t in targets for p in save_figure(fig, t, overwrite=self.overwrite.value)]
         finally:
             plt.close(fig)
-        self.status.value = "saved " + ", ".join(html.escape(str(p)) for p in written)
+        self._written("saved", written, note)
         return written
 
     def export(self, path: str | os.PathLike | None = None) -> list[Path]:
-        """Write the results as ``<path>.json`` and ``<path>.csv`` (atomically)."""
-        base = Path(path if path is not None else (self.filename.value or self._safe_name()))
-        if base.suffix.lower() in (".json", ".csv", ".png", ".svg", ".pdf"):
-            base = base.with_suffix("")
-        written = [write_atomic(base.with_name(base.name + ".json"), json.dumps(jsonable(self.results()), indent=1)),
-                   write_atomic(base.with_name(base.name + ".csv"), csv_text(self.rows()))]
-        self.status.value = "exported " + ", ".join(html.escape(str(p)) for p in written)
+        """Write the results as ``<name>.json`` and ``<name>.csv`` (atomically; the full name
+        kept, inside the output folder, numbered rather than replacing a file unless
+        ``overwrite`` is ticked). Returns the two paths."""
+        (json_path, csv_path), note = self._targets(path, export_paths)
+        results, rows = json.dumps(jsonable(self.results()), indent=1), csv_text(self.rows())
+        replace = self.overwrite.value
+        written = [write_atomic(json_path, results, overwrite=replace), write_atomic(csv_path, rows, overwrite=replace)]
+        self._written("exported", written, note)
         return written
 
     def _show_code(self) -> None:

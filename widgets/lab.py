@@ -48,6 +48,8 @@ class Lab(W.VBox):
                                        ensure_option=False, layout=W.Layout(width="360px"))
         self.load_button = W.Button(description="load", icon="upload", layout=W.Layout(width="90px"))
         self.load_button.on_click(lambda _: self.load_model())
+        self._picker_problem = False     # the message shown is check_picked's own
+        self.model_picker.observe(lambda change: self.check_picked(change["new"]), names="value")
         self.model_info = W.HTML()
         self.input_note = W.HTML()
         self.error = W.HTML()
@@ -81,6 +83,24 @@ class Lab(W.VBox):
         self.tabs.selected_index = self.panels.index(panel)
         return panel
 
+    def check_picked(self, name: str) -> bool:
+        """Check the picker's value before loading: a local folder must hold a model's config
+        and tokenizer files (``analysis.models.loading.check_model_folder``); a problem shows
+        as a message at once. True when nothing is wrong (or ``name`` is not a folder)."""
+        import os
+
+        from analysis.models.loading import check_model_folder
+
+        try:
+            if name and name not in zoo_names() and os.path.isdir(os.path.expanduser(name)):
+                check_model_folder(name)
+        except ValueError as exc:
+            self.error.value, self._picker_problem = error_html(exc), True
+            return False
+        if self._picker_problem:         # the problem was fixed: clear its message, no other
+            self.error.value, self._picker_problem = "", False
+        return True
+
     def load_model(self, name: str | None = None) -> None:
         """Load ``name`` (default: the picker's value) with ``analysis.load_model`` and switch
         every panel to it; a failure shows as a message and keeps the current model. Switching
@@ -90,6 +110,8 @@ class Lab(W.VBox):
 
         name = self.model_picker.value if name is None else name
         self.error.value = ""
+        if not self.check_picked(name):     # a folder without tokenizer files: say so, keep the model
+            return
         self.model_info.value = f"<span style='color:#0072B2'>&#8987; loading {html.escape(name)}&hellip;</span>"
         try:
             if name != self.session.model.name:

@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
-from analysis.files import atomic_path
+from analysis.files import atomic_path, figure_paths
 
 #: Okabe & Ito's colour-blind-safe palette
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -30,17 +30,15 @@ def paper_style() -> Iterator[None]:
         yield
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, formats: Sequence[str] | None = None) -> list[Path]:
+def save_figure(fig: Figure, path: str | os.PathLike, formats: Sequence[str] | None = None, *,
+                overwrite: bool = True) -> list[Path]:
     """Save ``fig`` to ``path`` (its suffix picks the format) or to ``path.<fmt>`` for each of
-    ``formats``; each file is written to a temporary name and renamed, never half-written."""
-    path = Path(path)
-    targets = [path.with_suffix("." + f.lstrip(".")) for f in formats] if formats else [path]
+    ``formats`` (the full name kept: ``exp_alpha0.01`` -> ``exp_alpha0.01.png``); each file is
+    written to a temporary name and renamed, never half-written; ``overwrite=False`` raises
+    FileExistsError rather than replace a file."""
     written = []
-    for target in targets:
-        fmt = target.suffix.lstrip(".").lower()
-        if fmt not in ("png", "pdf", "svg"):
-            raise ValueError(f"unsupported figure format {fmt!r}: use png, pdf or svg")
-        with atomic_path(target) as tmp, mpl.rc_context(RC):
-            fig.savefig(tmp, format=fmt)
+    for target in figure_paths(path, formats):
+        with atomic_path(target, overwrite=overwrite) as tmp, mpl.rc_context(RC):
+            fig.savefig(tmp, format=target.suffix.lstrip(".").lower())
         written.append(target)
     return written

@@ -4,7 +4,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from analysis.models.model import SUPPORTED_ARCHITECTURES, TASKS, Model, infer_task
+from analysis.models.model import TASKS, Model, infer_task
+
+#: the files transformers builds a tokenizer from; a model folder needs one of these sets
+TOKENIZER_FILES: tuple[tuple[str, ...], ...] = (
+    ("tokenizer.json",),                 # a fast tokenizer, any kind
+    ("vocab.txt",),                      # WordPiece (BERT, DistilBERT)
+    ("vocab.json", "merges.txt"),        # byte-level BPE (GPT-2, RoBERTa)
+    ("tokenizer.model",),                # SentencePiece (Llama)
+    ("spiece.model",), ("sentencepiece.bpe.model",),
+)
+_PROBE = "the movie was good , and the actors were great ."
 
 _AUTO_CLASSES = {
     "sequence-classification": "AutoModelForSequenceClassification",
@@ -13,13 +23,47 @@ _AUTO_CLASSES = {
 }
 
 
+def expected_tokenizer_files() -> str:
+    """The tokenizer files a model folder needs, as one readable line."""
+    return " or ".join(" + ".join(group) for group in TOKENIZER_FILES)
+
+
+def check_model_folder(folder: str | os.PathLike) -> None:
+    """Raise ValueError unless the local ``folder`` holds a model config and a tokenizer's
+    files (see TOKENIZER_FILES): without them transformers builds an empty tokenizer that
+    turns every word into [UNK], and the model's predictions are garbage."""
+    path = os.path.expanduser(os.fspath(folder))
+    if not os.path.isdir(path):
+        raise ValueError(f"{os.fspath(folder)!r} is not a folder")
+    present = set(os.listdir(path))
+    if "config.json" not in present:
+        raise ValueError(f"model folder {path} has no config.json: save the model there with "
+                         "model.save_pretrained(folder)")
+    if not any(all(f in present for f in group) for group in TOKENIZER_FILES):
+        raise ValueError(f"model folder {path} has no tokenizer files: expected {expected_tokenizer_files()} "
+                         "(with tokenizer_config.json). Save the tokenizer the model was trained with there: "
+                         "tokenizer.save_pretrained(folder)")
+
+
+def check_tokenizer(tokenizer: Any, name: str) -> None:
+    """Raise ValueError when ``tokenizer`` cannot read ordinary text: it has no vocabulary, or
+    every word of a plain English sentence becomes its unknown token."""
+    ids = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if not ids or (unk is not None and all(i == unk for i in ids)):
+        raise ValueError(f"the tokenizer of {name!r} is unusable: it turns every word of {_PROBE!r} into "
+                         f"{tokenizer.unk_token or 'nothing'} (vocabulary of {len(tokenizer)} tokens). Expected "
+                         f"{expected_tokenizer_files()} with the model's full vocabulary")
+
+
 def load_model(name: str | None = None, *, task: str | None = None, device: str = "cpu",
                trust_remote_code: bool = False, progress: bool = True) -> Model:
     """Load a model ready for tracing.
 
     ``None`` (or a zoo name, see ``analysis.zoo.ZOO``) gives an embedded model, offline: built
     on first use, then cached. A local folder or hub id gives that Hugging Face model with
-    attnlab's eager attention; only a hub id reaches the network.
+    attnlab's eager attention; only a hub id reaches the network. A folder without tokenizer
+    files, or whose tokenizer turns plain text into unknown tokens, raises ValueError.
     """
     from analysis import zoo
 
@@ -32,6 +76,8 @@ def load_model(name: str | None = None, *, task: str | None = None, device: str 
     local = os.path.isdir(os.path.expanduser(name))
     path = os.path.expanduser(name) if local else name
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": local}
+    if local:
+        check_model_folder(path)
     try:
         config = transformers.AutoConfig.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
@@ -40,11 +86,13 @@ def load_model(name: str | None = None, *, task: str | None = None, device: str 
             "nor a local folder, nor a Hugging Face model reachable from here. Offline, download it "
             "elsewhere, copy the folder here and pass its path; load_model() with no name gives the "
             f"embedded default. ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-    if config.model_type not in SUPPORTED_ARCHITECTURES:
-        raise ValueError(f"architecture {config.model_type!r} of {name!r} is not supported; supported: "
-                         f"{', '.join(SUPPORTED_ARCHITECTURES)}")
     task = task or infer_task(config)
     auto = getattr(transformers, _AUTO_CLASSES[task])
     module = auto.from_pretrained(path, attn_implementation="eager", **kwargs)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"could not load the tokenizer of {name!r}: expected {expected_tokenizer_files()}. "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+    check_tokenizer(tokenizer, name)
     return Model(module, tokenizer, task=task, name=name, device=device)

@@ -1,12 +1,13 @@
 """Embedded models, built offline on first use and cached (see ``python -m analysis.zoo``)."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 from analysis.zoo import attention_classifier, bert4rec, sentiment
-from analysis.zoo.cache import build_atomically, cache_root, read_manifest
+from analysis.zoo.cache import build_atomically, cache_root, read_manifest, resolve
 
 DEFAULT = sentiment.NAME
 #: zoo name -> (cache version, builder(out_dir, progress) -> info)
@@ -27,7 +28,9 @@ def model_dir(name: str | None = None) -> Path:
 
 
 def prepare(name: str | None = None, *, progress: bool = True, rebuild: bool = False) -> dict[str, Any]:
-    """Build a zoo model unless a complete, intact cached copy exists; return its manifest."""
+    """Build a zoo model unless a complete, intact cached copy exists; return its manifest.
+
+    Safe across processes: one builds while the others wait for it, then load its result."""
     name = name or DEFAULT
     if name not in ZOO:
         raise ValueError(f"unknown zoo model {name!r}; available: {', '.join(ZOO)}")
@@ -37,7 +40,10 @@ def prepare(name: str | None = None, *, progress: bool = True, rebuild: bool = F
     if meta is None:
         if folder.exists() and not rebuild:
             warnings.warn(f"cached model at {folder} is incomplete, corrupt or outdated: rebuilding it", stacklevel=2)
-        meta = build_atomically(folder, version, lambda out: build(out, progress))
+        def waiting() -> None:
+            if progress:
+                print(f"another process is building {name} in {folder.parent}; waiting for it", file=sys.stderr)
+        meta = build_atomically(folder, version, lambda out: build(out, progress), rebuild=rebuild, on_wait=waiting)
     return meta
 
 
@@ -51,7 +57,7 @@ def load(name: str | None = None, *, device: str = "cpu", progress: bool = True)
 
     name = name or DEFAULT
     meta = prepare(name, progress=progress)
-    folder = model_dir(name)
+    folder = resolve(model_dir(name))          # one version for the whole load
     if name in attention_classifier.RECIPES:
         classifier = attention_classifier.load(folder, name=name, device=device)
         classifier.info = meta

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from pathlib import Path
 
 import matplotlib
 
@@ -11,9 +12,9 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from conftest import tiny_model  # noqa: E402
 
 from analysis.models import InputError  # noqa: E402
-from conftest import tiny_model  # noqa: E402
 from widgets import AttentionExplorer, Session  # noqa: E402
 from widgets.base import csv_text, error_html, error_text, jsonable, write_atomic  # noqa: E402
 from widgets.session import ModelBusy  # noqa: E402
@@ -113,7 +114,8 @@ def test_save_export_and_code_buttons(model, tmp_path, monkeypatch):
     assert panel.error_message == ""
 
 
-def test_the_file_suffix_or_the_format_menu_picks_the_format(model, tmp_path):
+def test_the_file_suffix_or_the_format_menu_picks_the_format(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     panel = AttentionExplorer(model, TEXT)
     panel.filename.value = str(tmp_path / "figure.svg")
     panel.save_button.click()
@@ -122,3 +124,106 @@ def test_the_file_suffix_or_the_format_menu_picks_the_format(model, tmp_path):
     panel.figure_format.value = "pdf"
     panel.save_button.click()
     assert (tmp_path / "other.pdf").exists() and panel.error_message == ""
+
+
+# ----------------------------------------------------------------------------- file names (issue 16)
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def test_names_sharing_a_prefix_save_two_files_with_the_full_name(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    panel = AttentionExplorer(model, TEXT)
+    for name in ("exp_alpha0.01", "exp_alpha0.05", "fig.v2", "fig.v3"):
+        panel.filename.value = name
+        panel.save_button.click()
+        panel.export_button.click()
+    assert panel.error_message == ""
+    assert _files(tmp_path) == sorted(f"{n}.{f}" for n in ("exp_alpha0.01", "exp_alpha0.05", "fig.v2", "fig.v3")
+                                      for f in ("png", "json", "csv"))
+
+
+def test_an_existing_file_is_not_overwritten_unless_asked(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.png").write_bytes(b"precious")
+    (tmp_path / "mine.json").write_text("precious")
+    panel = AttentionExplorer(model, TEXT)
+    panel.filename.value = "mine"
+    panel.save_button.click()
+    assert (tmp_path / "mine.png").read_bytes() == b"precious"
+    assert (tmp_path / "mine-1.png").read_bytes()[:4] == b"\x89PNG"
+    assert "mine-1.png" in panel.status.value and "exists" in panel.status.value
+    panel.export_button.click()                          # json and csv stay a numbered pair
+    assert (tmp_path / "mine.json").read_text() == "precious"
+    assert (tmp_path / "mine-1.json").exists() and (tmp_path / "mine-1.csv").exists()
+    assert not (tmp_path / "mine.csv").exists()
+    panel.figure_format.value = "png + svg + pdf"        # a set is numbered together
+    panel.save_button.click()
+    assert {"mine-2.png", "mine-2.svg", "mine-2.pdf"} <= set(_files(tmp_path))
+    panel.overwrite.value = True
+    panel.figure_format.value = "png"
+    panel.save_button.click()
+    assert (tmp_path / "mine.png").read_bytes()[:4] == b"\x89PNG" and "exists" not in panel.status.value
+    assert panel.error_message == ""
+
+
+@pytest.mark.parametrize("name", ["../escape", "../../escape", "sub/../../escape", "/tmp/attnlab_escape_test"])
+def test_names_leaving_the_output_folder_are_refused_in_the_panel(model, tmp_path, monkeypatch, name):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    panel = AttentionExplorer(model, TEXT)
+    panel.filename.value = name
+    panel.save_button.click()
+    panel.export_button.click()
+    assert "outside the output folder" in panel.error_message
+    assert _files(tmp_path) == ["work"] and _files(work) == []
+    assert not [p for p in (tmp_path.parent.glob("escape*"))] and not list(Path("/tmp").glob("attnlab_escape_test*"))
+
+
+def test_tilde_expands_to_home_and_never_makes_a_folder_named_tilde(model, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "project").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(home / "project")
+    panel = AttentionExplorer(model, TEXT)
+    panel.filename.value = "~/project/figs/fig1"          # inside the output folder once expanded
+    panel.save_button.click()
+    assert panel.error_message == "" and (home / "project" / "figs" / "fig1.png").exists()
+    panel.filename.value = "~/elsewhere"                  # home is outside the output folder
+    panel.save_button.click()
+    assert "outside the output folder" in panel.error_message
+    panel.folder.value = "~"                              # choose home itself as the output folder
+    panel.save_button.click()
+    assert panel.error_message == "" and (home / "elsewhere.png").exists()
+    assert not list(tmp_path.rglob("~"))
+
+
+def test_the_output_folder_box_is_where_names_resolve(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    panel = AttentionExplorer(model, TEXT)
+    panel.folder.value = str(tmp_path / "figures")
+    panel.filename.value = "a"
+    panel.save_button.click()
+    assert (tmp_path / "figures" / "a.png").exists() and str(tmp_path / "figures" / "a.png") in panel.status.value
+
+
+def test_output_path_rules(tmp_path, monkeypatch):
+    from analysis.files import export_paths, figure_paths, output_path, unique_paths
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert output_path("a/b.png", tmp_path) == tmp_path / "a" / "b.png"
+    assert output_path("~/x", tmp_path) == tmp_path / "x"
+    assert output_path("/elsewhere/x", tmp_path, confine=False) == Path("/elsewhere/x")
+    for bad in ("../x", "/etc/x", "", "  ", "."):
+        with pytest.raises(ValueError):
+            output_path(bad, tmp_path)
+    (tmp_path / "out").symlink_to("/tmp")                 # a link pointing out of the folder
+    with pytest.raises(ValueError, match="outside the output folder"):
+        output_path("out/x", tmp_path)
+    assert [p.name for p in figure_paths(Path("exp_alpha0.01"), ["png", "pdf"])] == ["exp_alpha0.01.png", "exp_alpha0.01.pdf"]
+    assert [p.name for p in figure_paths(Path("fig.SVG"))] == ["fig.SVG"]
+    assert [p.name for p in export_paths(Path("fig.v2"))] == ["fig.v2.json", "fig.v2.csv"]
+    assert [p.name for p in export_paths(Path("t.csv"))] == ["t.json", "t.csv"]
+    (tmp_path / "t.csv").write_text("x")
+    assert [p.name for p in unique_paths([tmp_path / "t.json", tmp_path / "t.csv"])] == ["t-1.json", "t-1.csv"]
