@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from analysis.causal.synthetic import check_seed
 from analysis.efficient import decompose
 from analysis.metrics import jsd, tvd
 
@@ -324,6 +325,7 @@ def search(model: Any, text: str, *, layer: int, head: int | str, k: int = 5, ep
     (what was found so far is measured and returned, with ``cancelled=True``).
     """
     _validate(k=k, eps=eps, steps=steps, lr=lr, penalty=penalty)
+    seed = check_seed(seed)
     ctx = _context(model, text, layer, head, k)
     theta = _init_logits(ctx, k, seed)
     optimizer = torch.optim.Adam([theta], lr=lr, amsgrad=True)

@@ -13,10 +13,11 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .citest import FisherZTest, fisher_z
-from .graph import Graph
+from .citest import BatchedCITest
+from .graph import Graph, Mark
 
-TAIL, ARROW, CIRCLE = -1, 1, 2
+# plain-int aliases of the Mark enum for the hot loops over list-of-list marks
+TAIL, ARROW, CIRCLE = int(Mark.TAIL), int(Mark.ARROW), int(Mark.CIRCLE)
 Sepsets = dict  # {(a, b) with a < b: tuple of positions}
 
 
@@ -72,22 +73,23 @@ def apply_order(work: Work, rank: dict[int, int] | None) -> None:
 
 @dataclass
 class Tester:
-    """Positions -> CI-test indices; vectorized for FisherZTest, a loop otherwise.
+    """Positions -> CI-test indices; vectorized for any :class:`BatchedCITest` (``batched``),
+    a loop otherwise.
 
-    ``ci`` is a FisherZTest, a DSeparationOracle or any callable ``ci(i, j, cond)``
-    returning an object with ``.independent`` (or a bool).
+    ``ci`` is a BatchedCITest (e.g. FisherZTest), a DSeparationOracle or any callable
+    ``ci(i, j, cond)`` returning an object with ``.independent`` (or a bool).
     """
 
     ci: Any
     ids: Sequence[int]
     n_requests: int = 0
+    batched: bool = field(init=False)
     _ids_arr: np.ndarray = field(init=False, repr=False)
-    _fast: bool = field(init=False, repr=False)
     _records: list = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._ids_arr = np.asarray(self.ids, dtype=np.intp)
-        self._fast = isinstance(self.ci, FisherZTest)
+        self.batched = isinstance(self.ci, BatchedCITest)
 
     def _one(self, a: int, b: int, cond: Sequence[int]) -> bool:
         ids = self.ids
@@ -97,11 +99,11 @@ class Tester:
 
     def _record(self, I, J, S, rho, z, p) -> None:
         if len(I):
-            self.ci._record(I, J, S, rho, z, p)
+            self.ci.record(I, J, S, rho, z, p)
             self._records.append((I, J, S))
 
     def order1(self, A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """FisherZTest only: rho (m, p) and decisions (m, p) of ``A[m] _||_ B[m] | k`` for every
+        """Batched tests only: rho (m, p) and decisions (m, p) of ``A[m] _||_ B[m] | k`` for every
         position k (False at k in {A[m], B[m]}); nothing counted or logged."""
         ids = self._ids_arr
         rho, ind = self.ci.order1_all(ids[A], ids[B])
@@ -109,18 +111,21 @@ class Tester:
             rho, ind = rho[:, ids], ind[:, ids]
         return rho, ind
 
-    def record_order1(self, A: np.ndarray, B: np.ndarray, K: np.ndarray, rho: np.ndarray) -> None:
-        """Count and log consumed order-1 tests (positions A, B, K (t,), their rho (t,))."""
+    def record_order1(self, A: np.ndarray, B: np.ndarray, K: np.ndarray,
+                      rho: np.ndarray) -> np.ndarray:
+        """Count and log consumed order-1 tests (positions A, B, K (t,), their rho (t,));
+        returns their p-values (t,)."""
         ids = self._ids_arr
-        z, p = fisher_z(rho, self.ci.n_samples, 1)
+        z, p = self.ci.order1_stats(ids[A], ids[B], ids[K], rho)
         self._record(ids[A], ids[B], ids[K][:, None], rho, z, p)
         self.n_requests += len(A)
+        return p
 
     def results(self, upto: int | None = None) -> list:
         """The distinct CI-test results this tester consumed, in order (materialised now);
         ``upto``: only those recorded before ``len(self._records)`` was ``upto``."""
         records = self._records if upto is None else self._records[:upto]
-        if not self._fast:
+        if not self.batched:
             out, seen = [], set()
             for res in records:
                 key = id(res) if not hasattr(res, "cond") else (res.i, res.j, tuple(res.cond))
@@ -128,28 +133,24 @@ class Tester:
                     seen.add(key)
                     out.append(res)
             return out
-        from .citest import _key
-
-        self.ci._flush()
-        cache = self.ci._cache
         out, seen = [], set()
         for I, J, S in records:
             for a, b, c in zip(I.tolist(), J.tolist(), S.tolist()):
-                key = _key(a, b, c)
+                key = (min(a, b), max(a, b), tuple(sorted(c)))
                 if key not in seen:
                     seen.add(key)
-                    out.append(cache[key])
+                    out.append(self.ci.result(a, b, c))   # recorded, so a cache hit
         return out
 
     def first(self, a: int, b: int, conds: Sequence[Sequence[int]]) -> int:
         """Index of the first set in ``conds`` (positions) separating a and b; -1 if none.
 
-        For FisherZTest each run of equal-size sets is one vectorized call; only the tests
+        For a batched test each run of equal-size sets is one vectorized call; only the tests
         up to the first independence are counted and logged.
         """
         if len(conds) == 0:
             return -1
-        if not self._fast:
+        if not self.batched:
             for k, cond in enumerate(conds):
                 self.n_requests += 1
                 if self._one(a, b, [int(c) for c in cond]):
@@ -169,10 +170,36 @@ class Tester:
             start = stop
         return -1
 
+    def test_all(self, a: int, b: int, conds: Sequence[Sequence[int]]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """p-values and decisions (K,) of ``a _||_ b | conds[k]`` for every set (positions,
+        one size); all K are counted and logged. Non-batched results without ``.p`` get
+        p = 1 if independent, else 0."""
+        n = len(conds)
+        if n == 0:
+            return np.zeros(0), np.zeros(0, dtype=bool)
+        self.n_requests += n
+        if not self.batched:
+            ps, ind = np.zeros(n), np.zeros(n, dtype=bool)
+            ids = self.ids
+            for k, cond in enumerate(conds):
+                res = self.ci(ids[a], ids[b], tuple(ids[int(c)] for c in cond))
+                self._records.append(res)
+                ind[k] = bool(getattr(res, "independent", res))
+                ps[k] = float(getattr(res, "p", 1.0 if ind[k] else 0.0))
+            return ps, ind
+        ids = self._ids_arr
+        S = ids[np.asarray(conds, dtype=np.intp).reshape(n, -1)]
+        I = np.full(n, ids[a], dtype=np.intp)
+        J = np.full(n, ids[b], dtype=np.intp)
+        rho, z, p = self.ci.evaluate(I, J, S)
+        self._record(I, J, S, rho, z, p)
+        return p, p > self.ci.alpha
+
     def first_blocks(self, a: int, b: int, blocks: Sequence[np.ndarray]) -> np.ndarray | None:
         """The first separating set among ``blocks`` ((k_i, s_i) position arrays, visited in
-        order), or None. For FisherZTest: one padded call for all of them."""
-        if not self._fast or len(blocks) == 1:
+        order), or None. For a batched test: one mixed-size call for all of them."""
+        if not self.batched or len(blocks) == 1:
             for conds in blocks:
                 k = self.first(a, b, conds)
                 if k >= 0:
@@ -190,7 +217,7 @@ class Tester:
         I = np.full(n, ids[a], dtype=np.intp)
         J = np.full(n, ids[b], dtype=np.intp)
         S_pos, S = S, ids[S]
-        rho, z, p = self.ci._evaluate_padded(I, J, S, sizes)
+        rho, z, p = self.ci.evaluate_mixed(I, J, S, sizes)
         ind = p > self.ci.alpha
         k = int(ind.argmax())
         last = k + 1 if ind[k] else n
@@ -207,7 +234,7 @@ class Tester:
         S = ids[np.asarray(conds, dtype=np.intp).reshape(n, -1)]
         I = np.full(n, ids[a], dtype=np.intp)
         J = np.full(n, ids[b], dtype=np.intp)
-        rho, z, p = self.ci._evaluate(I, J, S)
+        rho, z, p = self.ci.evaluate(I, J, S)
         ind = p > self.ci.alpha
         k = int(ind.argmax())
         if not ind[k]:
@@ -230,7 +257,7 @@ class Tester:
         out = np.full(n_seg, -1, dtype=np.intp)
         if not len(seg):
             return out
-        if not self._fast:
+        if not self.batched:
             done = np.zeros(n_seg, dtype=bool)
             for k in range(len(seg)):
                 g = seg[k]
@@ -243,7 +270,7 @@ class Tester:
             return out
         ids = self._ids_arr
         I, J, SS = ids[A], ids[B], ids[S]
-        rho, z, p = self.ci._evaluate(I, J, SS)
+        rho, z, p = self.ci.evaluate(I, J, SS)
         ind = p > self.ci.alpha
         rows = np.arange(len(seg))
         big = len(seg)
@@ -262,7 +289,7 @@ class Tester:
 
 
 class Order1Table:
-    """Order-1 tests for a sequential learner (ICD r = 1) with FisherZTest.
+    """Order-1 tests for a sequential learner (ICD r = 1) with a batched test.
 
     The decisions of every listed pair given every single node are computed in dense blocks
     of pairs (pairs must then be visited in list order); ``first`` replays the learner's
@@ -414,7 +441,7 @@ def _shallow_level(work: Work, pairs: list[tuple[int, int]], tester: Tester, d: 
         side_a[np.arange(len(blk)), B] = False
         side_b = adj[B] & ~adj[A]                  # k in adj(b), not already tested
         side_b[np.arange(len(blk)), A] = False
-        if tester._fast:
+        if tester.batched:
             found.update(_order1_firsts(tester, A, B, side_a, side_b))
             continue
         ga, ka = np.nonzero(side_a)
@@ -436,7 +463,7 @@ def _shallow_level(work: Work, pairs: list[tuple[int, int]], tester: Tester, d: 
 
 def _order1_firsts(tester: Tester, A: np.ndarray, B: np.ndarray, side_a: np.ndarray,
                    side_b: np.ndarray) -> dict[tuple[int, int], tuple[int]]:
-    """Order-1 level for FisherZTest, dense: for each pair the first k (a-side candidates in
+    """Order-1 level for a batched test, dense: for each pair the first k (a-side candidates in
     ascending order, then b-side ones) that separates it; logs exactly the consumed tests."""
     rho, ind = tester.order1(A, B)
     p = rho.shape[1]

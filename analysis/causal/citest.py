@@ -10,7 +10,9 @@ Both return :class:`CITestResult` objects and keep a ``log`` of what the learner
 """
 from __future__ import annotations
 
+import abc
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -18,14 +20,20 @@ import numpy as np
 from scipy.special import erfc, erfcinv
 
 __all__ = [
+    "BatchedCITest",
     "CITestResult",
     "FisherZTest",
     "DSeparationOracle",
     "partial_correlation",
     "partial_correlations",
     "correlation_from_covariance",
+    "nearest_correlation",
+    "PSD_TOLERANCE",
 ]
 
+#: smallest eigenvalue a correlation matrix may have (its eigenvalues sum to n): below
+#: ``-PSD_TOLERANCE`` it is not positive semi-definite and the tests refuse it.
+PSD_TOLERANCE = 1e-6
 _RHO_MAX = 1.0 - 1e-12
 _RIDGE = 1e-10
 _SQRT2 = math.sqrt(2.0)
@@ -96,12 +104,85 @@ def correlation_from_covariance(cov: np.ndarray) -> np.ndarray:
     return corr
 
 
-def _as_correlation(mat: np.ndarray) -> np.ndarray:
-    """A correlation matrix from a correlation or covariance matrix."""
+def _unit_diagonal(arr: np.ndarray) -> np.ndarray:
+    """``D^-1/2 C D^-1/2`` (n, n) without clipping (zero-variance variables: unit variance,
+    no correlation); raises on a negative variance."""
+    var = np.diag(arr).copy()
+    if np.any(var < 0):
+        raise ValueError("covariance has a negative diagonal entry (variance); "
+                         f"indices {np.flatnonzero(var < 0).tolist()}")
+    dead = var <= 1e-14 * max(float(var.max()), 1e-300)
+    std = np.sqrt(np.where(dead, 1.0, var))
+    out = arr / std[:, None] / std[None, :]
+    out[dead, :] = 0.0
+    out[:, dead] = 0.0
+    np.fill_diagonal(out, 1.0)
+    return out
+
+
+def _smallest_eigenvalue(corr: np.ndarray) -> float:
+    return float(np.linalg.eigvalsh(0.5 * (corr + corr.T))[0])
+
+
+def _psd_error(lam: float, what: str, fix: str) -> ValueError:
+    return ValueError(
+        f"{what} is not positive semi-definite: its smallest eigenvalue is {lam:.4g}, below "
+        f"-{PSD_TOLERANCE:g} (the tolerance), so it is no correlation or covariance matrix "
+        f"(A A^T of an attention head always is). Check how it was built, or {fix}")
+
+
+def _as_correlation(mat: np.ndarray, *, repair: bool = False, check: bool = True) -> np.ndarray:
+    """A correlation matrix (n, n) from a correlation or covariance matrix, checked to be
+    positive semi-definite within ``PSD_TOLERANCE`` (one eigvalsh); with ``repair`` a
+    matrix that is not is replaced by :func:`nearest_correlation` with a warning."""
     arr = _as_square_matrix(mat)
-    if np.allclose(np.diag(arr), 1.0, atol=1e-9):
+    unit = np.allclose(np.diag(arr), 1.0, atol=1e-9)
+    if check:
+        normed = arr if unit else _unit_diagonal(arr)
+        lam = _smallest_eigenvalue(normed)
+        if lam < -PSD_TOLERANCE:
+            if not repair:
+                raise _psd_error(lam, "corr", "pass repair=True to use the nearest correlation "
+                                 "matrix (Higham 2002) instead")
+            fixed = nearest_correlation(normed)
+            warnings.warn(f"corr is not positive semi-definite (smallest eigenvalue {lam:.4g}): "
+                          "replaced by the nearest correlation matrix (largest entry change "
+                          f"{float(np.max(np.abs(fixed - normed))):.3g})", RuntimeWarning,
+                          stacklevel=4)
+            return fixed
+    if unit:
         return arr
     return correlation_from_covariance(arr)
+
+
+def nearest_correlation(corr: np.ndarray, *, max_iter: int = 500,
+                        tol: float = 1e-10) -> np.ndarray:
+    """The nearest correlation matrix (n, n; Frobenius norm) to a symmetric ``corr`` (n, n)
+    with unit diagonal: Higham's (2002) alternating projections with Dykstra's correction,
+    then a final projection that makes it exactly positive semi-definite with unit diagonal."""
+    arr = _as_square_matrix(corr)
+    if not np.allclose(np.diag(arr), 1.0, atol=1e-9):
+        arr = _unit_diagonal(arr)
+    Y = 0.5 * (arr + arr.T)
+    dS = np.zeros_like(Y)
+    for _ in range(max_iter):
+        R = Y - dS
+        w, V = np.linalg.eigh(R)
+        X = (V * np.maximum(w, 0.0)) @ V.T          # projection onto the PSD cone
+        dS = X - R
+        Y_next = X.copy()
+        np.fill_diagonal(Y_next, 1.0)                # projection onto unit diagonals
+        done = np.linalg.norm(Y_next - Y) <= tol * max(1.0, np.linalg.norm(Y_next))
+        Y = Y_next
+        if done:
+            break
+    w, V = np.linalg.eigh(0.5 * (Y + Y.T))
+    X = (V * np.maximum(w, 0.0)) @ V.T
+    d = np.sqrt(np.maximum(np.diag(X), 1e-300))
+    X = X / d[:, None] / d[None, :]
+    X = 0.5 * (X + X.T)
+    np.fill_diagonal(X, 1.0)
+    return np.clip(X, -1.0, 1.0)
 
 
 def _check_index(k: int, n: int, what: str) -> int:
@@ -229,10 +310,19 @@ def partial_correlation(corr: np.ndarray, i: int, j: int, cond: Sequence[int] = 
     """Partial correlation ``rho_ij.S = -P_ij / sqrt(P_ii P_jj)``, ``P = inv(R[ijS, ijS])``.
 
     ``corr`` (n, n) may be a correlation or a covariance matrix (normalised first). Never
-    raises on a singular block and never returns NaN.
+    raises on a singular block and never returns NaN; raises if the block of i, j and S is
+    not positive semi-definite (smallest eigenvalue below ``-PSD_TOLERANCE``).
     """
-    R = _as_correlation(corr)
-    i, j, cond_t = _check_query(i, j, cond, R.shape[0])
+    arr = _as_square_matrix(corr)
+    unit = np.allclose(np.diag(arr), 1.0, atol=1e-9)
+    i, j, cond_t = _check_query(i, j, cond, arr.shape[0])
+    idx = np.array((i, j) + cond_t, dtype=np.intp)
+    block = arr[np.ix_(idx, idx)]                      # the block this value depends on
+    lam = _smallest_eigenvalue(block if unit else _unit_diagonal(block))
+    if lam < -PSD_TOLERANCE:
+        raise _psd_error(lam, f"corr restricted to {[int(v) for v in idx]}",
+                         "use nearest_correlation(corr)")
+    R = arr if unit else correlation_from_covariance(arr)
     S = np.asarray(cond_t, dtype=np.intp).reshape(1, -1)
     return float(partial_correlations(R, np.array([i]), np.array([j]), S)[0])
 
@@ -304,6 +394,14 @@ class _LoggedTest:
             self._log.append(hit)
         return hit
 
+    def result(self, i: int, j: int, cond: Sequence[int] = ()) -> CITestResult:
+        """The cached result of ``i _||_ j | cond`` (recorded ones included, no re-validation);
+        computed and logged like ``self(i, j, cond)`` if it is not cached yet."""
+        if self._pending:
+            self._flush()
+        hit = self._cache.get(_key(i, j, cond))
+        return hit if hit is not None else self(i, j, cond)
+
     def test_many(self, pairs: Sequence[tuple[int, int]],
                   conds: Sequence[Sequence[int]] | None = None) -> list[CITestResult]:
         """Test K pairs (K, 2), each given its set in ``conds`` (K, s; one size s)."""
@@ -341,11 +439,138 @@ class _LoggedTest:
 
 
 # ---------------------------------------------------------------------------------------
+# the batched protocol: what the learners' vectorised fast path needs
+# ---------------------------------------------------------------------------------------
+
+class BatchedCITest(_LoggedTest, abc.ABC):
+    """A CI test that evaluates many tests in one call; learners use it on their fast path.
+
+    Implement ``n_variables``, ``alpha`` and :meth:`evaluate` (K tests of one set size,
+    vectorised). :meth:`evaluate_mixed` (sets of mixed sizes), :meth:`order1_all` (every
+    single-node set at once) and :meth:`order1_stats` have generic defaults built on
+    ``evaluate``; override them when a faster form exists (``FisherZTest`` does). The
+    learners log what they consume through :meth:`record`; ``__call__``, ``test_many``,
+    ``first_independent``, ``log`` and the cache come with the class.
+    """
+
+    @abc.abstractmethod
+    def evaluate(self, I: np.ndarray, J: np.ndarray,
+                 S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tests ``I[k] _||_ J[k] | S[k]``: I, J (K,) and S (K, s) variable indices (valid,
+        one set size s) -> effect size (K,), statistic (K,), p-value (K,). Independent
+        means ``p > alpha``. No caching or logging."""
+
+    def evaluate_mixed(self, I: np.ndarray, J: np.ndarray, S: np.ndarray,
+                       sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``evaluate`` for sets of mixed sizes: row k of S (K, s_max) holds its
+        ``sizes[k]`` (K,) indices first, the rest is padding."""
+        K = len(I)
+        rho, stat, p = np.zeros(K), np.zeros(K), np.zeros(K)
+        for size in np.unique(sizes).tolist():
+            rows = np.flatnonzero(sizes == size)
+            rho[rows], stat[rows], p[rows] = self.evaluate(I[rows], J[rows], S[rows, :size])
+        return rho, stat, p
+
+    def order1_all(self, I: np.ndarray, J: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every test ``I[m] _||_ J[m] | k`` for all k at once: effect sizes (m, n) (NaN at
+        k in {I[m], J[m]}) and decisions (m, n) bool (False there)."""
+        I = np.asarray(I, dtype=np.intp)
+        J = np.asarray(J, dtype=np.intp)
+        m, n = len(I), self.n_variables
+        rho = np.full((m, n), np.nan)
+        ind = np.zeros((m, n), dtype=bool)
+        rows, ks = np.nonzero((np.arange(n)[None, :] != I[:, None])
+                              & (np.arange(n)[None, :] != J[:, None]))
+        if len(rows):
+            r, _, p = self.evaluate(I[rows], J[rows], ks[:, None])
+            rho[rows, ks] = r
+            ind[rows, ks] = p > self.alpha
+        return rho, ind
+
+    def order1_stats(self, I: np.ndarray, J: np.ndarray, K: np.ndarray,
+                     rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Statistic and p-value (t,) of the order-1 tests ``I _||_ J | K`` (t,) whose effect
+        sizes ``rho`` (t,) came from :meth:`order1_all` (by default: evaluated again)."""
+        _, stat, p = self.evaluate(I, J, np.asarray(K, dtype=np.intp)[:, None])
+        return stat, p
+
+    def record(self, I: np.ndarray, J: np.ndarray, S: np.ndarray, rho: np.ndarray,
+               stat: np.ndarray, p: np.ndarray) -> None:
+        """Queue evaluated rows (K,) / (K, s) for the cache and the log (materialised lazily)."""
+        if len(I):
+            self._pending.append((I, J, S, rho, stat, p))
+
+    def _compute(self, i: int, j: int, cond: tuple[int, ...]) -> CITestResult:
+        rho, z, p = self.evaluate(np.array([i]), np.array([j]),
+                                  np.asarray(cond, dtype=np.intp).reshape(1, -1))
+        return CITestResult(i, j, cond, float(rho[0]), float(z[0]), float(p[0]),
+                            bool(p[0] > self.alpha))
+
+    def _as_batch(self, pairs, conds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validate K pairs and K sets of one size; return I, J (K,) and S (K, s)."""
+        pairs_arr = np.asarray(pairs, dtype=np.intp).reshape(-1, 2)
+        k = len(pairs_arr)
+        conds_arr = np.asarray(conds, dtype=np.intp).reshape(k, -1) if k else \
+            np.zeros((0, 0), dtype=np.intp)
+        n = self.n_variables
+        if k and (pairs_arr.min() < 0 or pairs_arr.max() >= n
+                  or (conds_arr.size and (conds_arr.min() < 0 or conds_arr.max() >= n))):
+            raise IndexError(f"index out of range: valid indices are 0..{n - 1}")
+        I, J = pairs_arr[:, 0], pairs_arr[:, 1]
+        if np.any(I == J):
+            raise ValueError("each pair must have i != j")
+        if conds_arr.size and (np.any(conds_arr == I[:, None]) or np.any(conds_arr == J[:, None])):
+            raise ValueError("a conditioning set must not contain its pair's i or j")
+        if conds_arr.shape[1] > 1:
+            srt = np.sort(conds_arr, axis=1)
+            if np.any(srt[:, 1:] == srt[:, :-1]):
+                raise ValueError("a conditioning set has repeated indices")
+        return I, J, conds_arr
+
+    def test_many(self, pairs: Sequence[tuple[int, int]],
+                  conds: Sequence[Sequence[int]] | None = None) -> list[CITestResult]:
+        """Test K pairs (K, 2), pair k given the set ``conds[k]`` (default: all empty).
+
+        Sets of one size are evaluated together in one vectorized call. Returns K results
+        in input order; all are cached and logged.
+        """
+        pairs_l = [tuple(int(v) for v in p) for p in pairs]
+        conds_l = [()] * len(pairs_l) if conds is None else [tuple(int(v) for v in c)
+                                                              for c in conds]
+        if len(conds_l) != len(pairs_l):
+            raise ValueError(f"pairs and conds differ in length: {len(pairs_l)} != "
+                             f"{len(conds_l)}")
+        by_size: dict[int, list[int]] = {}
+        for k, c in enumerate(conds_l):
+            by_size.setdefault(len(c), []).append(k)
+        for rows in by_size.values():
+            I, J, S = self._as_batch([pairs_l[k] for k in rows], [conds_l[k] for k in rows])
+            rho, z, p = self.evaluate(I, J, S)
+            self.record(I, J, S, rho, z, p)
+        self._flush()
+        return [self._cache[_key(a, b, c)] for (a, b), c in zip(pairs_l, conds_l)]
+
+    def first_independent(self, i: int, j: int, conds: Sequence[Sequence[int]]) -> int:
+        """Index of the first set in ``conds`` (K, s) separating i and j, or -1 (vectorized).
+
+        Only the tests up to and including that one are logged.
+        """
+        if len(conds) == 0:
+            return -1
+        I, J, S = self._as_batch([(i, j)] * len(conds), conds)
+        rho, z, p = self.evaluate(I, J, S)
+        hits = np.flatnonzero(p > self.alpha)
+        last = int(hits[0]) + 1 if len(hits) else len(S)
+        self.record(I[:last], J[:last], S[:last], rho[:last], z[:last], p[:last])
+        return int(hits[0]) if len(hits) else -1
+
+
+# ---------------------------------------------------------------------------------------
 # Fisher z
 # ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
-class FisherZTest(_LoggedTest):
+class FisherZTest(BatchedCITest):
     """Fisher z test of ``i _||_ j | S`` from a correlation matrix ``corr`` (n, n).
 
     ``n_samples`` is the effective sample size (for attention: the feature dimension,
@@ -355,18 +580,23 @@ class FisherZTest(_LoggedTest):
 
     Call ``test(i, j, cond)`` for one result or ``test.test_many(pairs, conds)`` for many;
     results are cached and logged in ``test.log`` (``test.n_tests`` of them).
+
+    ``corr`` must be positive semi-definite (smallest eigenvalue >= ``-PSD_TOLERANCE``,
+    checked once here); otherwise a ValueError names the eigenvalue, unless ``repair=True``,
+    which replaces it by :func:`nearest_correlation` and warns (RuntimeWarning).
     """
 
     corr: np.ndarray
     n_samples: float
     alpha: float = 0.01
+    repair: bool = False
     _cache: dict = field(default_factory=dict, init=False, repr=False)
     _log: list = field(default_factory=list, init=False, repr=False)
     _pending: list = field(default_factory=list, init=False, repr=False)
     _ext_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        corr = _as_correlation(self.corr).copy()
+        corr = _as_correlation(self.corr, repair=bool(self.repair)).copy()
         corr.setflags(write=False)
         object.__setattr__(self, "corr", corr)
         n = self.n_samples
@@ -382,15 +612,10 @@ class FisherZTest(_LoggedTest):
         """Number of variables n (indices run 0..n-1)."""
         return self.corr.shape[0]
 
-    def _compute(self, i: int, j: int, cond: tuple[int, ...]) -> CITestResult:
-        rho, z, p = self._evaluate(np.array([i]), np.array([j]),
-                                   np.asarray(cond, dtype=np.intp).reshape(1, -1))
-        return CITestResult(i, j, cond, float(rho[0]), float(z[0]), float(p[0]),
-                            bool(p[0] > self.alpha))
-
-    def _evaluate(self, I: np.ndarray, J: np.ndarray,
-                  S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Vectorized rho, z, p for K tests with sets S (K, s); no caching or logging."""
+    def evaluate(self, I: np.ndarray, J: np.ndarray,
+                 S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Partial correlation, Fisher z and p-value (K,) of K tests with sets S (K, s); no
+        caching or logging."""
         rho = partial_correlations(self.corr, I, J, S)
         z, p = fisher_z(rho, self.n_samples, S.shape[1])
         return rho, z, p
@@ -436,9 +661,9 @@ class FisherZTest(_LoggedTest):
         """Largest conditioning-set size the test allows (n_samples - |S| - 3 > 0)."""
         return max(0, math.ceil(self.n_samples - 3) - 1)
 
-    def _evaluate_padded(self, I: np.ndarray, J: np.ndarray, S: np.ndarray,
+    def evaluate_mixed(self, I: np.ndarray, J: np.ndarray, S: np.ndarray,
                          sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``_evaluate`` for sets of mixed sizes in one call. Row k of S (K, s_max) holds
+        """``evaluate`` for sets of mixed sizes in one call. Row k of S (K, s_max) holds
         its ``sizes[k]`` indices first; the padding is replaced by extra variables that are
         uncorrelated with everything, which leave a partial correlation unchanged."""
         n, smax = self.n_variables, S.shape[1]
@@ -457,70 +682,10 @@ class FisherZTest(_LoggedTest):
         z = np.abs(np.arctanh(rho)) * np.sqrt(dof)
         return rho, z, erfc(z * (1.0 / _SQRT2))
 
-    def _record(self, I: np.ndarray, J: np.ndarray, S: np.ndarray, rho: np.ndarray,
-                z: np.ndarray, p: np.ndarray) -> None:
-        """Queue evaluated rows for the cache and the log (materialised lazily)."""
-        if len(I):
-            self._pending.append((I, J, S, rho, z, p))
-
-    def _as_batch(self, pairs, conds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Validate K pairs and K sets of one size; return I, J (K,) and S (K, s)."""
-        pairs_arr = np.asarray(pairs, dtype=np.intp).reshape(-1, 2)
-        k = len(pairs_arr)
-        conds_arr = np.asarray(conds, dtype=np.intp).reshape(k, -1) if k else \
-            np.zeros((0, 0), dtype=np.intp)
-        n = self.n_variables
-        if k and (pairs_arr.min() < 0 or pairs_arr.max() >= n
-                  or (conds_arr.size and (conds_arr.min() < 0 or conds_arr.max() >= n))):
-            raise IndexError(f"index out of range: valid indices are 0..{n - 1}")
-        I, J = pairs_arr[:, 0], pairs_arr[:, 1]
-        if np.any(I == J):
-            raise ValueError("each pair must have i != j")
-        if conds_arr.size and (np.any(conds_arr == I[:, None]) or np.any(conds_arr == J[:, None])):
-            raise ValueError("a conditioning set must not contain its pair's i or j")
-        if conds_arr.shape[1] > 1:
-            srt = np.sort(conds_arr, axis=1)
-            if np.any(srt[:, 1:] == srt[:, :-1]):
-                raise ValueError("a conditioning set has repeated indices")
-        return I, J, conds_arr
-
-    def test_many(self, pairs: Sequence[tuple[int, int]],
-                  conds: Sequence[Sequence[int]] | None = None) -> list[CITestResult]:
-        """Test K pairs (K, 2), pair k given the set ``conds[k]`` (default: all empty).
-
-        Sets of one size are evaluated together in one vectorized numpy call (stacked
-        (|S|+2)-blocks solved in a batch). Returns K results in input order; all are cached
-        and logged.
-        """
-        pairs_l = [tuple(int(v) for v in p) for p in pairs]
-        conds_l = [()] * len(pairs_l) if conds is None else [tuple(int(v) for v in c)
-                                                              for c in conds]
-        if len(conds_l) != len(pairs_l):
-            raise ValueError(f"pairs and conds differ in length: {len(pairs_l)} != "
-                             f"{len(conds_l)}")
-        by_size: dict[int, list[int]] = {}
-        for k, c in enumerate(conds_l):
-            by_size.setdefault(len(c), []).append(k)
-        for rows in by_size.values():
-            I, J, S = self._as_batch([pairs_l[k] for k in rows], [conds_l[k] for k in rows])
-            rho, z, p = self._evaluate(I, J, S)
-            self._record(I, J, S, rho, z, p)
-        self._flush()
-        return [self._cache[_key(a, b, c)] for (a, b), c in zip(pairs_l, conds_l)]
-
-    def first_independent(self, i: int, j: int, conds: Sequence[Sequence[int]]) -> int:
-        """Index of the first set in ``conds`` (K, s) separating i and j, or -1 (vectorized).
-
-        Only the tests up to and including that one are logged.
-        """
-        if len(conds) == 0:
-            return -1
-        I, J, S = self._as_batch([(i, j)] * len(conds), conds)
-        rho, z, p = self._evaluate(I, J, S)
-        hits = np.flatnonzero(p > self.alpha)
-        last = int(hits[0]) + 1 if len(hits) else len(S)
-        self._record(I[:last], J[:last], S[:last], rho[:last], z[:last], p[:last])
-        return int(hits[0]) if len(hits) else -1
+    def order1_stats(self, I: np.ndarray, J: np.ndarray, K: np.ndarray,
+                     rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fisher z and p-value (t,) of order-1 tests from their partial correlations (t,)."""
+        return fisher_z(rho, self.n_samples, 1)
 
 
 def _check_alpha(alpha: float) -> None:

@@ -81,6 +81,8 @@ class Graph:
     seconds: float | None = None
     r: int | None = None
     _tests: Any = field(default=(), repr=False)
+    #: what the graph was learned from, e.g. "efficient attention (value basis), nullity 12 of n = 44"
+    attention: str | None = None
 
     def __post_init__(self) -> None:
         nodes = tuple(self.nodes)
@@ -239,11 +241,12 @@ class Graph:
             head += f", alpha={self.alpha:g}" if self.alpha is not None else ""
             head += f", n_samples={self.n_samples:g}" if self.n_samples is not None else ""
             head += f", {self.n_tests} tests)"
+        head += f"; from {self.attention}" if self.attention else ""
         return "\n".join([head, *("  " + s for s in self.edge_strings())])
 
     def __repr__(self) -> str:
         return (f"Graph(kind={self.kind!r}, n_nodes={self.n_nodes}, n_edges={len(self)}, "
-                f"algorithm={self.algorithm!r})")
+                f"algorithm={self.algorithm!r}" + (f", attention={self.attention!r})" if self.attention else ")"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Graph):

@@ -33,13 +33,18 @@ def masks_from(adj: Sequence[set[int]], M) -> tuple[list[int], list[int]]:
 
 
 def _tree_entries(adjm: Sequence[int], arrowm: Sequence[int], root: int,
-                  max_depth: int | None) -> tuple[list[int], list[int], list[int]]:
+                  max_depth: int | None, stable: bool = False) -> tuple[list[int], list[int], list[int]]:
     """Entries (node, parent entry, depth) of the PDS-tree over positions; entry 0 = root.
 
     ``adjm``/``arrowm`` are bitmask rows (see ``masks_from``). Breadth first; every
     skeleton edge is used once; an entry reached from n1 at node n2 goes on to each unused
-    neighbour n3 with n1, n3 adjacent or arrowheads at n2 on both edges.
+    neighbour n3 with n1, n3 adjacent or arrowheads at n2 on both edges. Which entry gets
+    an edge that several entries of one depth could use depends on the node numbering;
+    ``stable`` lets all of them use it (edges are marked used after each depth), so the
+    tree does not depend on the numbering.
     """
+    if stable:
+        return _tree_entries_stable(adjm, arrowm, root, max_depth)
     nodes, parent, depth = [root], [-1], [0]
     remaining = list(adjm)
     queue: deque[tuple[int, int]] = deque()  # (node_1, entry of node_2)
@@ -78,6 +83,51 @@ def _tree_entries(adjm: Sequence[int], arrowm: Sequence[int], root: int,
             parent.append(e2)
             depth.append(d2 + 1)
             queue.append((n2, len(nodes) - 1))
+    return nodes, parent, depth
+
+
+def _tree_entries_stable(adjm: Sequence[int], arrowm: Sequence[int], root: int,
+                         max_depth: int | None) -> tuple[list[int], list[int], list[int]]:
+    """``_tree_entries`` with the edges frozen per depth (order-independent)."""
+    nodes, parent, depth = [root], [-1], [0]
+    remaining = list(adjm)
+    level: list[tuple[int, int]] = []       # (node_1, entry of node_2) at the current depth
+    m = remaining[root]
+    remaining[root] = 0
+    while m:
+        low = m & -m
+        nb = low.bit_length() - 1
+        m ^= low
+        remaining[nb] &= ~(1 << root)
+        nodes.append(nb)
+        parent.append(0)
+        depth.append(1)
+        level.append((root, len(nodes) - 1))
+    limit = np.inf if max_depth is None else max_depth
+    d = 1
+    while level and d < limit:
+        used: list[tuple[int, int]] = []
+        nxt: list[tuple[int, int]] = []
+        for n1, e2 in level:
+            n2 = nodes[e2]
+            ok = adjm[n1]
+            if (arrowm[n2] >> n1) & 1:
+                ok |= arrowm[n2]
+            m = remaining[n2] & ok & ~(1 << n1)
+            while m:
+                low = m & -m
+                n3 = low.bit_length() - 1
+                m ^= low
+                used.append((n2, n3))
+                nodes.append(n3)
+                parent.append(e2)
+                depth.append(d + 1)
+                nxt.append((n2, len(nodes) - 1))
+        for n2, n3 in used:
+            remaining[n2] &= ~(1 << n3)
+            remaining[n3] &= ~(1 << n2)
+        level = nxt
+        d += 1
     return nodes, parent, depth
 
 

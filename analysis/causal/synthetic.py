@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["random_dag", "random_weights", "sem_mixing_matrix", "sem_covariance"]
+__all__ = ["check_seed", "random_dag", "random_weights", "sem_mixing_matrix", "sem_covariance",
+           "SEED_MAX"]
+
+#: seeds are integers 0..SEED_MAX (what numpy's legacy seeding and most tools accept)
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed: int, name: str = "seed") -> int:
+    """``seed`` as an int, or a ValueError naming the valid range 0..2**32-1."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= int(seed) <= SEED_MAX:
+        raise ValueError(f"{name} must be an integer in 0..2**32-1 ({SEED_MAX}), not {seed!r}")
+    return int(seed)
 
 
 def random_dag(n_nodes: int, density: float, *, seed: int) -> np.ndarray:
@@ -19,7 +31,7 @@ def random_dag(n_nodes: int, density: float, *, seed: int) -> np.ndarray:
         raise ValueError(f"n_nodes must be >= 1, got {n_nodes}")
     if not 0 <= density <= 1:
         raise ValueError(f"density must be in [0, 1], got {density}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     upper = np.triu(rng.random((n_nodes, n_nodes)) < density, 1)
     perm = rng.permutation(n_nodes)
     dag = np.zeros((n_nodes, n_nodes), dtype=bool)
@@ -31,7 +43,7 @@ def random_weights(dag: np.ndarray, *, low: float = 0.5, high: float = 1.5,
                    seed: int) -> np.ndarray:
     """Edge weights (n, n) with |w| uniform in [low, high] and a random sign on each edge
     of ``dag`` (bounded away from 0 so tests at large n_samples act like an oracle)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     dag = np.asarray(dag, dtype=bool)
     mag = rng.uniform(low, high, size=dag.shape)
     sign = rng.choice([-1.0, 1.0], size=dag.shape)
