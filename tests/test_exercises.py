@@ -166,6 +166,43 @@ def test_every_checker_has_a_docstring_and_hints():
             assert "answer" in inspect.signature(obj).parameters
 
 
+EXERCISE_MODULES = {"heads": 1, "dseparation": 2, "pag_marks": 3, "null_space": 4}
+
+
+def test_one_module_per_exercise_all_reexported():
+    """Every check_ helper lives in its exercise's module and is the very object the package exports;
+    the notebooks' ``from analysis.exercises import check_...`` lines all resolve."""
+    import importlib
+    import re
+    from pathlib import Path
+
+    defined = {}
+    for name in EXERCISE_MODULES:
+        module = importlib.import_module(f"analysis.exercises.{name}")
+        for attr, obj in vars(module).items():
+            if attr.startswith("check_") and getattr(obj, "__module__", None) == module.__name__:
+                defined[attr] = name
+                assert getattr(ex, attr) is obj, attr
+    assert set(defined) == {n for n in ex.__all__ if n.startswith("check_")}
+    notebooks = Path(__file__).resolve().parent.parent / "notebooks" / "exercises" / "sources"
+    for source in notebooks.glob("*.py"):
+        block = re.search(r"from analysis\.exercises import \(([^)]*)\)", source.read_text())
+        assert block, source.name
+        names = {n.strip() for n in block.group(1).split(",") if n.strip()}
+        assert names <= set(ex.__all__), (source.name, names - set(ex.__all__))
+        assert {defined[n] for n in names} == {list(EXERCISE_MODULES)[int(source.name[:2]) - 1]}, source.name
+
+
+def test_the_checkers_import_no_torch():
+    """analysis.exercises is numpy (+ networkx, lazily) only: importing it loads no torch or pandas."""
+    import subprocess
+    import sys
+
+    code = "import sys, analysis.exercises; print(sorted({'torch', 'pandas', 'transformers'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
+
+
 # ----------------------------------------------------------------------------- exercise 1
 def test_top_key(att):
     row = att[2, 1, 0]

@@ -1,8 +1,7 @@
-"""notebooks/03_abcd_recommendation.ipynb: in step with its builder, and its MovieLens-1M section
+"""notebooks/03_abcd_recommendation.ipynb: in step with its jupytext source, and its MovieLens-1M section
 run end to end on a small fake ml-1m folder (ratings.dat / movies.dat in the documented format)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nbformat
@@ -11,13 +10,6 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOK = NOTEBOOKS / "03_abcd_recommendation.ipynb"
-
-
-def _builder():
-    spec = importlib.util.spec_from_file_location("make_03", NOTEBOOKS / "_build" / "make_03.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_fake_movielens(folder: Path, *, n_users: int = 120, n_movies: int = 80, seed: int = 0) -> Path:
@@ -44,11 +36,13 @@ def write_fake_movielens(folder: Path, *, n_users: int = 120, n_movies: int = 80
     return folder
 
 
-def test_the_notebook_is_what_its_builder_writes():
+def test_the_notebook_is_its_jupytext_source():
+    import jupytext
+
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    built = _builder().build()
-    assert [(c.cell_type, c.source) for c in nb.cells] == [(c.cell_type, c.source) for c in built.cells], \
-        "notebooks/03_abcd_recommendation.ipynb is out of date: run python notebooks/_build/make_03.py"
+    source = jupytext.read(NOTEBOOK.with_suffix(".py"))
+    assert [(c.cell_type, c.source) for c in nb.cells] == [(c.cell_type, c.source) for c in source.cells], \
+        "notebooks/03_abcd_recommendation.ipynb is out of date: run jupytext --sync notebooks/03_abcd_recommendation.py"
     assert "parameters" in nb.cells[1].metadata.get("tags", [])
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 

@@ -1,0 +1,70 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Paper figures
+#
+# Draws every figure of the two reproductions inline, from the registry `analysis.experiments.paper.FIGURES` (the same one
+# `python -m analysis.figures` uses), and saves each as PDF and PNG (written atomically) under `figures/` at the repository root,
+# with the tables behind them as CSV under `figures/tables/`. Results shared by several figures are computed once.
+#
+# | figure | shows |
+# | --- | --- |
+# | `abcd_example_graphs` | learned PAGs of example sentences, CLEANN and attention-baseline sets |
+# | `abcd_explanation_sizes` | explanation-set size, CLEANN vs the attention baseline |
+# | `abcd_flip_rate` | flip rate by layer and head |
+# | `abcd_alpha_n_samples` | graph density and CLEANN sets vs alpha and n_samples |
+# | `efficient_nullity_length` | nullity of every head vs sequence length |
+# | `efficient_heatmaps` | raw vs efficient vs null attention for the same heads |
+# | `efficient_adversarial` | adversaries' JSD vs efficient distance; efficient share vs random attention |
+# | `efficient_wasserstein` | W1 between prediction distributions per edit |
+#
+# **Run time.** Full mode (the default; the sizes of `02_abcd_sentiment` and `04_efficient_attention`) took 32 minutes end to end on
+# a 2-core CPU (one thread). **Fast mode** (`ATTNLAB_FAST=1`, about a minute and a half) uses tiny samples and writes to `figures/fast/` instead,
+# so it never overwrites full-size figures. From a shell: `python -m analysis.figures --all --out figures/ [--fast]`.
+
+# %% tags=["parameters"]
+# parameters (papermill: -p NAME VALUE overrides them)
+from analysis.experiments import fast_mode
+
+FAST = fast_mode()   # tiny samples: True when ATTNLAB_FAST is 1 (how CI runs the notebooks)
+WORKERS = None       # worker processes for the parallel experiment runner (None: its default)
+
+# %%
+from pathlib import Path
+
+from IPython.display import display
+
+from analysis.experiments.paper import FIGURES, PaperRun, make_figures
+
+OUT = Path('..') / 'figures' / ('fast' if FAST else '')
+run = PaperRun(fast=FAST, progress=not FAST, log=print)
+for name, spec in FIGURES.items():
+    print(f'{name:26s} [{spec.paper}] {spec.description}')
+
+# %%
+for name, fig, paths in make_figures(OUT, run=run, formats=('pdf', 'png')):
+    print(name, '->', ', '.join(str(p) for p in paths))
+    display(fig)
+
+# %% [markdown]
+# The tables behind the figures (also saved as CSV):
+
+# %%
+from analysis.experiments import abcd_sentiment as ab, efficient_claims as ec
+
+display(ab.summarize_explanations(run.explanations()))
+display(run.wasserstein())
+display(ec.adversarial_summary(run.adversarial()))
+sorted(p.name for p in (OUT / 'tables').glob('*.csv'))
