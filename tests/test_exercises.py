@@ -40,10 +40,12 @@ def att():
     rng = np.random.default_rng(0)
     a = _softmax(rng.normal(size=(3, 4, 6, 6)) * 2)
     n = 6
-    prev = np.zeros((n, n)); prev[0, 0] = 1
+    prev = np.zeros((n, n))
+    prev[0, 0] = 1
     for q in range(1, n):
         prev[q, q - 1] = 1
-    nxt = np.zeros((n, n)); nxt[n - 1, n - 1] = 1
+    nxt = np.zeros((n, n))
+    nxt[n - 1, n - 1] = 1
     for q in range(n - 1):
         nxt[q, q + 1] = 1
     a[1, 2] = 0.9 * prev + 0.1 / n

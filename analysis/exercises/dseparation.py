@@ -126,7 +126,7 @@ def d_separated(dag: np.ndarray, x: int, y: int, cond: Iterable[int] = ()) -> bo
     adj = _dag(dag)
     g.add_nodes_from(range(adj.shape[0]))
     g.add_edges_from(zip(*map(np.ndarray.tolist, np.nonzero(adj))))
-    finder = getattr(nx, "is_d_separator", None) or getattr(nx, "d_separated")
+    finder = getattr(nx, "is_d_separator", None) or nx.d_separated
     return bool(finder(g, {int(x)}, {int(y)}, {int(c) for c in cond}))
 
 

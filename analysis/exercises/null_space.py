@@ -65,7 +65,10 @@ def check_efficient_attention(answer: Any, attention: np.ndarray, t: np.ndarray,
     P = _projection(t)
     want = a @ P
     scale = max(1.0, float(np.abs(a).max()))
-    close = lambda x: np.allclose(arr, x, atol=atol * scale)
+
+    def close(x: np.ndarray) -> bool:
+        return np.allclose(arr, x, atol=atol * scale)
+
     if close(want):
         return Feedback(task, True, "A P keeps exactly A T (A_eff T = A P T = A T) and drops the null part.")
     if close(P @ a):

@@ -219,7 +219,10 @@ def test_a_plain_callable_takes_the_loop_and_agrees():
     att = _synthetic_attention(12, seed=2)
     corr = correlation_from_covariance(att @ att.T)
     fz = FisherZTest(corr, 64)
-    plain = lambda i, j, cond: fz(i, j, cond)
+
+    def plain(i, j, cond):
+        return fz(i, j, cond)
+
     assert not _core.Tester(plain, range(12)).batched
     for algorithm in ("pc", "fci", "icd"):
         a = learn_graph(corr, algorithm=algorithm, ci_test=plain)

@@ -131,7 +131,7 @@ class _PlainTest:
 def test_vectorized_and_sequential_paths_agree(algorithm):
     """Same graph, sepsets and CI-test sequence with batched numpy or one test at a time."""
     rng = np.random.default_rng(7)
-    for seed in range(4):
+    for _ in range(4):
         a = rng.dirichlet(np.full(14, 0.3), size=14)  # attention-like rows
         cov = a @ a.T
         fast = learn_graph(cov, 64, algorithm=algorithm)
