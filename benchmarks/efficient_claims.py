@@ -96,7 +96,8 @@ def adversarial(model, name: str, texts: list[str], args) -> pd.DataFrame:
     adv_texts = ec.with_null_space(model, texts, layer=args.adv_layer, head=args.adv_head, n=args.adv_n,
                                    max_tokens=args.adv_max_tokens, basis=args.basis)
     df = ec.adversarial_table(model, adv_texts, layer=args.adv_layer, head=args.adv_head, k=args.k, eps=args.eps,
-                              steps=args.adv_steps, seed=args.seed, dataset=name, progress=True, basis=args.basis)
+                              steps=args.adv_steps, seed=args.seed, dataset=name, progress=True, basis=args.basis,
+                              workers=args.workers)
     if df.empty:
         print(f"\n{name}: no example with nullity > 0 at layer {args.adv_layer}, head {args.adv_head}")
     else:
@@ -120,6 +121,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--eps", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="processes (the experiment runner; 1: in-process)")
     parser.add_argument("--basis", default="value", choices=["value", "value_output", "hidden"],
                         help="what the attention multiplies, T (value_output: the single-attention classifier's "
                              "h U^T, its decoder included)")
@@ -138,7 +140,7 @@ def main() -> None:
         texts = sample_texts(model, name, args.n, max_tokens=args.max_tokens, seed=args.seed)
         if "outputs" in args.parts:
             runs = ec.measure_texts(model, texts, layer=args.layer, seed=args.seed, progress=True, desc=name,
-                                    basis=args.basis)
+                                    basis=args.basis, workers=args.workers, dataset=name)
             nullity = ec.nullity_table(runs, dataset=name, basis=args.basis)
             outputs = ec.output_table(runs, dataset=name, basis=args.basis)
             saved["nullity"].append(nullity)

@@ -275,3 +275,23 @@ def test_cli_lists_the_registry_and_rejects_unknown_names(tmp_path):
     bad = _cli("--only", "no_such_figure", "--out", str(tmp_path))
     assert bad.returncode == 2 and "unknown figure" in bad.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_registry_tables_resume_from_the_results_folder(tmp_path):
+    """With ``results``, each dataset-scale table streams to its own folder; a new run on the
+    same folder reuses every finished unit (even the timings are the saved ones)."""
+    model = tiny_model("bert")
+    first = PaperRun(sizes=TINY, model=model, results=tmp_path)
+    grid, sweep = first.flip_grid(), first.sweep()
+    assert {"flip_grid", "sweep", "sweep-explain"} <= {p.name for p in tmp_path.iterdir()}
+    again = PaperRun(sizes=TINY, model=model, results=tmp_path)
+    pd.testing.assert_frame_equal(again.flip_grid(), grid)            # 'seconds' too: nothing recomputed
+    pd.testing.assert_frame_equal(again.sweep(), sweep)
+    plain = PaperRun(sizes=TINY, model=model).flip_grid()
+    pd.testing.assert_frame_equal(plain.drop(columns="seconds"), grid.drop(columns="seconds"))
+
+
+def test_cli_rejects_bad_workers(tmp_path):
+    bad = _cli("--all", "--workers", "0", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "--workers must be at least 1" in bad.stderr
+    assert not any(tmp_path.iterdir())

@@ -1,6 +1,11 @@
 """Dataset-scale experiments: each returns a tidy ``pandas.DataFrame`` (one row per unit
 measured), which ``save_table`` writes atomically and ``analysis.figures.paper`` draws.
 
+Every one runs through one runner, :func:`run` (:mod:`analysis.experiments.runner`):
+in-process, joblib processes (``workers=N``) or Dask (``scheduler=``), results streamed to
+resumable Parquet chunks (``out=``). Tasks are registered by name in
+:mod:`analysis.experiments.tasks`; ``python -m analysis.experiments --help`` lists them.
+
 - :mod:`analysis.experiments.abcd_sentiment`: CLEANN explanations vs the attention baseline,
   per layer and head; the alpha x n_samples sweep (graph density, explanation size).
 - :mod:`analysis.experiments.efficient_claims`: nullity vs length, efficient / null-shifted
@@ -17,10 +22,16 @@ from typing import Any
 
 from analysis.experiments.common import capped, fast_mode, sample_texts, save_table
 
-__all__ = ["save_table", "sample_texts", "capped", "fast_mode", "abcd_sentiment", "efficient_claims", "paper"]
+__all__ = ["save_table", "sample_texts", "capped", "fast_mode", "run", "load_results", "status", "summarize",
+           "get_task", "task_names", "Task", "abcd_sentiment", "efficient_claims", "paper", "runner", "tasks"]
+
+_LAZY = {"run": "runner", "load_results": "runner", "status": "runner", "summarize": "runner",
+         "get_task": "tasks", "task_names": "tasks", "Task": "tasks"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("abcd_sentiment", "efficient_claims", "paper"):
+    if name in ("abcd_sentiment", "efficient_claims", "paper", "runner", "tasks"):
         return import_module(f"analysis.experiments.{name}")
+    if name in _LAZY:
+        return getattr(import_module(f"analysis.experiments.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'analysis.experiments' has no attribute {name!r}")

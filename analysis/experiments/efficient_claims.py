@@ -24,14 +24,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from analysis.adversarial import search
 from analysis.efficient import decompose_layer
 from analysis.interventions import output_logits, random_component
 from analysis.metrics import tvd, wasserstein_1d
 
-__all__ = ["measure", "measure_texts", "nullity_table", "nullity_summary", "output_table", "wasserstein_table",
+__all__ = ["measure", "measure_texts", "measure_record", "records_to_runs", "adversary_rows", "nullity_table", "nullity_summary", "output_table", "wasserstein_table",
            "score", "random_share", "with_null_space", "adversarial_table", "adversarial_summary", "EDITS"]
 
 #: the edits of :func:`measure`, in order ({layer} is filled in)
@@ -82,11 +81,65 @@ def measure(model: Any, text: str, *, layer: int = -1, seed: int = 0, basis: str
     return run
 
 
+def measure_record(run: dict[str, Any]) -> dict[str, Any]:
+    """One :func:`measure` result as plain lists (a Parquet-friendly row); :func:`records_to_runs`
+    inverts it exactly."""
+    rec = {"n": int(run["n"])}
+    rec.update({k: run[k].tolist() for k in ("rank", "nullity", "row_sum_error", "negative_mass")})
+    if "original" in run:
+        rec["original"] = np.asarray(run["original"]).tolist()
+        rec["edit_names"] = list(run["edited"])
+        rec["edited"] = [np.asarray(v).tolist() for v in run["edited"].values()]
+    return rec
+
+
+def _array(x: Any, dtype: Any) -> np.ndarray:
+    """Nested lists, or what Parquet gives back (arrays of arrays), as one array."""
+    if isinstance(x, np.ndarray) and x.dtype == object:
+        return np.array([_array(v, dtype) for v in x], dtype=dtype)
+    return np.array(x, dtype=dtype)
+
+
+def records_to_runs(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The :func:`measure` results of a table of :func:`measure_record` rows (in row order)."""
+    runs = []
+    for rec in df.to_dict("records"):
+        run = {"n": int(rec["n"]), "rank": _array(rec["rank"], np.int64), "nullity": _array(rec["nullity"], np.int64),
+               "row_sum_error": _array(rec["row_sum_error"], np.float64),
+               "negative_mass": _array(rec["negative_mass"], np.float64)}
+        names = rec.get("edit_names")
+        if names is not None and not (isinstance(names, float) and np.isnan(names)):
+            run["original"] = _array(rec["original"], np.float64)
+            run["edited"] = {str(name): _array(v, np.float64) for name, v in zip(names, rec["edited"])}
+        runs.append(run)
+    return runs
+
+
 def measure_texts(model: Any, texts: Sequence[str], *, layer: int = -1, seed: int = 0, basis: str = "value",
-                  outputs: bool = True, progress: bool = False, desc: str = "") -> list[dict[str, Any]]:
-    """:func:`measure` for each text (seed ``seed + i`` for text ``i``)."""
-    return [measure(model, t, layer=layer, seed=seed + i, basis=basis, outputs=outputs)
-            for i, t in enumerate(tqdm(list(texts), disable=not progress, desc=desc or "texts", leave=False))]
+                  outputs: bool = True, progress: bool = False, desc: str = "", workers: int = 1,
+                  scheduler: Any = None, out: Any = None, dataset: str = "") -> list[dict[str, Any]]:
+    """:func:`measure` for each text (seed ``seed + i`` for text ``i``), through the runner
+    (``workers``, ``scheduler``, ``out``: see :func:`analysis.experiments.run`)."""
+    from analysis.experiments.runner import run
+    from analysis.experiments.tasks import get_task
+
+    texts = list(texts)
+    if not texts:
+        return []
+    settings = dict(layer=int(layer), basis=basis, outputs=bool(outputs))
+    units = [{"id": str(i), "dataset": dataset, "text_id": i, "text": t, "cut": False, "seed": seed + i, **settings}
+             for i, t in enumerate(texts)]
+    df = run(get_task("efficient"), units, workers=workers, scheduler=scheduler, out=out, model=model,
+             progress=progress, settings={"texts": "given", "seed": seed, "n": len(texts), **settings})
+    _raise_failed(df)
+    return records_to_runs(df)
+
+
+def _raise_failed(df: pd.DataFrame) -> None:
+    failed = df[df["error"].notna()]
+    if len(failed):
+        raise RuntimeError(f"{failed.unit_id.nunique()} unit(s) failed; first ({failed.unit_id.iloc[0]}): "
+                           f"{failed.error.iloc[0]}")
 
 
 def nullity_table(runs: Sequence[dict[str, Any]], *, dataset: str = "", model: str = "",
@@ -187,33 +240,51 @@ def with_null_space(model: Any, texts: Sequence[str], *, layer: int, head: int, 
     return chosen
 
 
+def adversary_rows(model: Any, text: str, text_id: int, *, layer: int, head: int = 0, k: int = 5,
+                   eps: float = 0.01, steps: int = 500, seed: int = 0, basis: str = "value", dataset: str = "",
+                   model_name: str = "") -> list[dict[str, Any]]:
+    """The rows of :func:`adversarial_table` for one text (``layer`` already in range)."""
+    r = search(model, text, layer=layer, head=head, k=k, eps=eps, steps=steps, seed=seed, progress=False)
+    p = _projection(model, model.trace(text), layer, head, basis)
+    d = (r.attentions - r.original_attention[None]).astype(np.float64)          # [k, n, n]
+    raw = np.linalg.norm(d, axis=(1, 2))
+    eff = np.linalg.norm(d @ p, axis=(1, 2))
+    row_tvd = lambda x: 0.5 * np.abs(x).sum(-1).mean()                          # noqa: E731
+    ref = random_share(model, text, layer, head, k, seed, basis=basis)
+    n = len(r.tokens)
+    return [{"model": model_name or getattr(model, "name", ""), "dataset": dataset, "basis": basis,
+             "text_id": text_id, "adversary": j, "n_tokens": n, "nullity": n - int(round(np.trace(p))),
+             "layer": layer, "head": head, "feasible": bool(r.feasible[j]), "jsd": float(r.jsd[j]),
+             "tvd": float(r.tvd[j]), "raw_row_tvd": float(row_tvd(d[j])),
+             "efficient_row_tvd": float(row_tvd(d[j] @ p)),
+             "raw_distance": float(raw[j]), "efficient_distance": float(eff[j]),
+             "efficient_share": float(eff[j] / max(raw[j], 1e-300)), "random_share": ref,
+             "k": k, "eps": eps, "steps": steps} for j in range(r.k)]
+
+
 def adversarial_table(model: Any, texts: Sequence[str], *, layer: int, head: int = 0, k: int = 5,
                       eps: float = 0.01, steps: int = 500, seed: int = 0, basis: str = "value",
-                      dataset: str = "", model_name: str = "", progress: bool = False) -> pd.DataFrame:
+                      dataset: str = "", model_name: str = "", progress: bool = False, workers: int = 1,
+                      scheduler: Any = None, out: Any = None) -> pd.DataFrame:
     """Jain & Wallace adversaries for ``(layer, head)`` of each text (seed ``seed + i``): one row
     per adversary with JSD (bits), prediction TVD, feasibility, raw and efficient distances in
-    ``basis`` and the efficient share, next to the text's random-attention share."""
-    rows = []
-    layer %= model.n_layers
-    for i, text in enumerate(tqdm(list(texts), disable=not progress, desc="adversaries", leave=False)):
-        r = search(model, text, layer=layer, head=head, k=k, eps=eps, steps=steps, seed=seed + i, progress=False)
-        p = _projection(model, model.trace(text), layer, head, basis)
-        d = (r.attentions - r.original_attention[None]).astype(np.float64)          # [k, n, n]
-        raw = np.linalg.norm(d, axis=(1, 2))
-        eff = np.linalg.norm(d @ p, axis=(1, 2))
-        row_tvd = lambda x: 0.5 * np.abs(x).sum(-1).mean()                          # noqa: E731
-        ref = random_share(model, text, layer, head, k, seed + i, basis=basis)
-        n = len(r.tokens)
-        for j in range(r.k):
-            rows.append({"model": model_name or getattr(model, "name", ""), "dataset": dataset, "basis": basis,
-                         "text_id": i, "adversary": j, "n_tokens": n, "nullity": n - int(round(np.trace(p))),
-                         "layer": layer, "head": head, "feasible": bool(r.feasible[j]), "jsd": float(r.jsd[j]),
-                         "tvd": float(r.tvd[j]), "raw_row_tvd": float(row_tvd(d[j])),
-                         "efficient_row_tvd": float(row_tvd(d[j] @ p)),
-                         "raw_distance": float(raw[j]), "efficient_distance": float(eff[j]),
-                         "efficient_share": float(eff[j] / max(raw[j], 1e-300)), "random_share": ref,
-                         "k": k, "eps": eps, "steps": steps})
-    return pd.DataFrame(rows)
+    ``basis`` and the efficient share, next to the text's random-attention share. Runs through
+    the runner (``workers``, ``scheduler``, ``out``: see :func:`analysis.experiments.run`)."""
+    from analysis.experiments.runner import run
+    from analysis.experiments.tasks import get_task
+
+    texts = list(texts)
+    if not texts:
+        return pd.DataFrame()
+    settings = dict(layer=int(layer) % model.n_layers, head=int(head), k=int(k), eps=float(eps), steps=int(steps),
+                    basis=basis, model_name=model_name)
+    units = [{"id": str(i), "dataset": dataset, "text_id": i, "text": t, "cut": False, "seed": seed + i, **settings}
+             for i, t in enumerate(texts)]
+    df = run(get_task("adversarial"), units, workers=workers, scheduler=scheduler, out=out, model=model,
+             progress=progress, settings={"texts": "given", "seed": seed, "n": len(texts), "dataset": dataset,
+                                          **settings})
+    _raise_failed(df)
+    return df.drop(columns=["unit_id", "error"])
 
 
 def adversarial_summary(df: pd.DataFrame, *, per_text: bool = False) -> pd.DataFrame:

@@ -6,6 +6,10 @@ share a table share its computation): the default model and Rotten Tomatoes / IM
 and also the single-attention classifier for efficient and adversarial attention. ``Sizes``
 fixes the sample sizes: :data:`FULL` (the paper-scale defaults) or :data:`FAST` (tiny, for CI,
 ``ATTNLAB_FAST=1``). Every table a figure used is available as ``run.tables()``.
+
+Dataset-scale tables go through the runner (:func:`analysis.experiments.run`): ``workers``
+(joblib processes; 1 = in-process), ``scheduler`` (Dask) and ``results`` (a folder: each table
+streams to ``results/<table>/`` and an interrupted run resumes there).
 """
 from __future__ import annotations
 
@@ -75,8 +79,8 @@ class PaperRun:
     """
 
     def __init__(self, *, fast: bool | None = None, sizes: Sizes | None = None, model: Any = None,
-                 classifier: Any = None, seed: int = 0, progress: bool = False, log: Callable[[str], Any] | None = None
-                 ) -> None:
+                 classifier: Any = None, seed: int = 0, progress: bool = False, log: Callable[[str], Any] | None = None,
+                 workers: int = 1, scheduler: Any = None, results: str | Path | None = None) -> None:
         self.fast = fast_mode() if fast is None else bool(fast)
         self.sizes = sizes or (FAST if self.fast else FULL)
         self.seed = seed
@@ -84,9 +88,17 @@ class PaperRun:
         self._models = {"transformer": model, "classifier": classifier}
         self._cache: dict[str, Any] = {}
         self._log = log or (lambda message: None)
+        self.workers = workers
+        self.scheduler = scheduler
+        self.results = Path(results) if results is not None else None
 
     def __repr__(self) -> str:
         return f"PaperRun(fast={self.fast}, seed={self.seed}, computed={sorted(self._cache)})"
+
+    def _runner(self, table: str) -> dict[str, Any]:
+        """Runner keywords of one dataset-scale table (its own results subfolder)."""
+        out = self.results / table if self.results is not None else None
+        return {"workers": self.workers, "scheduler": self.scheduler, "out": out}
 
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
         if key not in self._cache:
@@ -137,10 +149,11 @@ class PaperRun:
 
         def compute() -> pd.DataFrame:
             rt = ab.explanation_table(self.model, self.texts("rotten_tomatoes", s.explain_n), heads=s.explain_heads,
-                                      max_set_size=s.max_set_size, dataset="rotten_tomatoes", progress=self.progress)
+                                      max_set_size=s.max_set_size, dataset="rotten_tomatoes", progress=self.progress,
+                                      **self._runner("explanations-rotten_tomatoes"))
             imdb = ab.explanation_table(self.model, self.texts("imdb", s.imdb_n, s.imdb_max_tokens),
                                         heads=s.explain_heads, max_set_size=s.max_set_size, dataset="imdb",
-                                        progress=self.progress)
+                                        progress=self.progress, **self._runner("explanations-imdb"))
             return pd.concat([rt, imdb], ignore_index=True)
         return self._cached("explanations", compute)
 
@@ -150,7 +163,7 @@ class PaperRun:
         return self._cached("flip_grid", lambda: ab.explanation_table(
             self.model, self.texts("rotten_tomatoes", s.grid_n), layers=_clip(s.grid_layers, self.model.n_layers),
             heads=_clip_heads(s.grid_heads, self.model.n_heads), max_set_size=s.grid_max_set_size,
-            dataset="rotten_tomatoes", progress=self.progress))
+            dataset="rotten_tomatoes", progress=self.progress, **self._runner("flip_grid")))
 
     def sweep(self) -> pd.DataFrame:
         """Graph density over alpha x n_samples (``sweep_n`` sentences) and CLEANN sets on the
@@ -160,10 +173,10 @@ class PaperRun:
         def compute() -> pd.DataFrame:
             texts = self.texts("rotten_tomatoes", s.sweep_n)
             dense = ab.graph_sweep(self.model, texts, alphas=s.alphas, n_samples=s.n_samples,
-                                   dataset="rotten_tomatoes", progress=self.progress)
+                                   dataset="rotten_tomatoes", progress=self.progress, **self._runner("sweep"))
             sets = ab.graph_sweep(self.model, texts[:s.sweep_explain_n], alphas=s.alphas, n_samples=s.n_samples,
                                   explain=True, max_set_size=s.grid_max_set_size, dataset="rotten_tomatoes",
-                                  progress=self.progress)
+                                  progress=self.progress, **self._runner("sweep-explain"))
             cols = ["text_id", "alpha", "n_samples", "cleann_found", "cleann_size", "cleann_calls"]
             return dense.merge(sets[cols], on=["text_id", "alpha", "n_samples"], how="left")
         return self._cached("sweep", compute)
@@ -183,7 +196,8 @@ class PaperRun:
             for label, m, dataset, basis, cut in self._efficient_sets():
                 texts = self.texts(dataset, self.sizes.efficient_n, cut, model=m)
                 out[(label, dataset, basis)] = ec.measure_texts(m, texts, layer=-1, seed=self.seed, basis=basis,
-                                                                progress=self.progress, desc=f"{label} {dataset}")
+                                                                progress=self.progress, dataset=dataset,
+                                                                **self._runner(f"efficient-{label}-{dataset}"))
             return out
         return self._cached("efficient_runs", compute)
 
@@ -226,7 +240,7 @@ class PaperRun:
                                        max_tokens=min(s.adv_max_tokens, m.max_length), basis=basis)
             return ec.adversarial_table(m, texts, layer=layer, head=0, k=s.k, eps=s.eps, steps=s.adv_steps,
                                         seed=self.seed, basis=basis, dataset=dataset, model_name=label,
-                                        progress=self.progress)
+                                        progress=self.progress, **self._runner(f"adversarial-{label}-{dataset}"))
 
         return self._cached("adversarial", lambda: pd.concat([
             one("transformer", self.model, "rotten_tomatoes", self.adv_layer, "value"),

@@ -3,6 +3,7 @@
     python -m analysis.figures --list                       # names and what each shows
     python -m analysis.figures --all --out figures/         # full sizes (long: see the notebooks)
     python -m analysis.figures --only efficient_wasserstein abcd_flip_rate --fast --formats pdf png svg
+    python -m analysis.figures --all --workers 4 --results results/paper   # 4 processes, resumable
 
 Each figure is computed (results shared between figures), drawn in the paper style and saved
 atomically as ``<out>/<name>.<format>``; the tables behind them go to ``<out>/tables/*.csv``.
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", nargs="+", default=["pdf", "png"], choices=["pdf", "png", "svg"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-tables", action="store_true", help="do not write the CSV tables")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1,
+                       help="processes for the dataset-scale tables (default 1: in-process)")
+    where.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786) for the tables")
+    parser.add_argument("--results", help="folder for resumable per-table results (Parquet); rerun to resume")
     args = parser.parse_args(argv)
 
     from analysis.experiments.paper import FIGURES, PaperRun, make_figures
@@ -37,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, spec in FIGURES.items():
             print(f"{name:<{width}}  [{spec.paper}] {spec.description}")
         return 0
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     names = args.only or list(FIGURES)
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
@@ -45,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     run = PaperRun(fast=True if args.fast else None, seed=args.seed,
-                   log=lambda message: print(f"  {message}", file=sys.stderr, flush=True))
+                   log=lambda message: print(f"  {message}", file=sys.stderr, flush=True),
+                   workers=args.workers, scheduler=args.scheduler, results=args.results)
     start = time.perf_counter()
     for name, _, paths in make_figures(args.out, names=names, run=run, formats=args.formats,
                                        tables=not args.no_tables):
