@@ -36,7 +36,7 @@
 from analysis.experiments import fast_mode
 
 FAST = fast_mode()   # tiny samples: True when ATTNLAB_FAST is 1 (how CI runs the notebooks)
-WORKERS = None       # worker processes for the parallel experiment runner (None: its default)
+WORKERS = 1          # processes for dataset-scale tables (the runner); None: all cores
 
 # %%
 import matplotlib.pyplot as plt

@@ -41,7 +41,7 @@
 from analysis.experiments import fast_mode
 
 FAST = fast_mode()   # tiny samples: True when ATTNLAB_FAST is 1 (how CI runs the notebooks)
-WORKERS = None       # worker processes for the parallel experiment runner (None: its default)
+WORKERS = 1          # processes for dataset-scale tables (the runner); None: all cores
 
 # the unzipped MovieLens-1M folder (ratings.dat, movies.dat), or None to use the environment
 # variable ATTNLAB_MOVIELENS; without either the MovieLens section is skipped

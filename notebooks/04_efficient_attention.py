@@ -42,7 +42,7 @@
 from analysis.experiments import fast_mode
 
 FAST = fast_mode()   # tiny samples: True when ATTNLAB_FAST is 1 (how CI runs the notebooks)
-WORKERS = None       # worker processes for the parallel experiment runner (None: its default)
+WORKERS = 1          # processes for dataset-scale tables (the runner); None: all cores
 
 # %%
 import matplotlib.pyplot as plt
@@ -81,7 +81,7 @@ runs = {}
 for label, m, dataset, basis, cut in sets:
     texts = sample_texts(m, dataset, S.efficient_n, max_tokens=cut)
     runs[label, dataset, basis] = ec.measure_texts(m, texts, layer=-1, basis=basis, progress=not FAST,
-                                                   desc=f'{label} {dataset} {basis}')
+                                                   desc=f'{label} {dataset} {basis}', workers=WORKERS)
 nullity = pd.concat([ec.nullity_table(r, model=l, dataset=d, basis=b) for (l, d, b), r in runs.items()], ignore_index=True)
 ec.nullity_summary(nullity)
 
@@ -178,7 +178,7 @@ def adversaries(label, m, dataset, layer, basis):
     texts = ec.with_null_space(m, pool, layer=layer, head=0, n=S.adv_n, max_tokens=min(S.adv_max_tokens, m.max_length),
                                basis=basis)
     return ec.adversarial_table(m, texts, layer=layer, head=0, k=S.k, eps=S.eps, steps=S.adv_steps, basis=basis,
-                                dataset=dataset, model_name=label, progress=not FAST)
+                                dataset=dataset, model_name=label, progress=not FAST, workers=WORKERS)
 
 mid = model.n_layers // 2
 adv = pd.concat([adversaries('transformer', model, 'rotten_tomatoes', mid, 'value'),

@@ -39,7 +39,7 @@
 from analysis.experiments import fast_mode
 
 FAST = fast_mode()   # tiny samples: True when ATTNLAB_FAST is 1 (how CI runs the notebooks)
-WORKERS = None       # worker processes for the parallel experiment runner (None: its default)
+WORKERS = 1          # processes for dataset-scale tables (the runner); None: all cores
 
 # %%
 from pathlib import Path
@@ -49,7 +49,7 @@ from IPython.display import display
 from analysis.experiments.paper import FIGURES, PaperRun, make_figures
 
 OUT = Path('..') / 'figures' / ('fast' if FAST else '')
-run = PaperRun(fast=FAST, progress=not FAST, log=print)
+run = PaperRun(fast=FAST, progress=not FAST, log=print, workers=WORKERS)
 for name, spec in FIGURES.items():
     print(f'{name:26s} [{spec.paper}] {spec.description}')
 

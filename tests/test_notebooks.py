@@ -128,7 +128,7 @@ def test_parameters_cell(path, monkeypatch):
             monkeypatch.setenv("ATTNLAB_FAST", env)
         namespace: dict = {}
         exec(compile(params, f"{path.name}:parameters", "exec"), namespace)
-        assert namespace["FAST"] is want and namespace["WORKERS"] is None
+        assert namespace["FAST"] is want and namespace["WORKERS"] == 1
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
