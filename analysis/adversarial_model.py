@@ -106,7 +106,7 @@ def train_adversary(model: Any, dataset: Any, *, lam: float = 1.0, epochs: int =
     texts = _texts(dataset)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # long reviews are truncated, as predict does
-        encoded = [model.encode(t) for t in texts]
+        encoded = [model.encode(t, truncate=True) for t in texts]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     module = copy.deepcopy(model.module).eval()

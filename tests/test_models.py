@@ -217,21 +217,23 @@ def test_trace_check_head_messages(tiny_bert):
         t.check_head(0, 7)
 
 
-def test_long_text_truncates_with_warning_or_raises():
+def test_long_text_raises_by_default_and_truncates_on_request():
     model = tiny_model("gpt2")  # 128 positions
     long = "word " * 300
-    with pytest.warns(UserWarning, match="truncated to the model's limit of 128"):
-        t = model.trace(long)
-    assert len(t.tokens) == 128
+    with pytest.raises(InputError, match="302 tokens, more than this model's limit of 128.*truncate=True"):
+        model.trace(long)
     with pytest.raises(InputError, match="more than this model's limit of 128"):
-        model.trace(long, truncate=False)
+        model.predict([long])
+    with pytest.warns(UserWarning, match="truncated to the model's limit of 128"):
+        t = model.trace(long, truncate=True)
+    assert len(t.tokens) == 128
 
 
 def test_unsupported_architecture_names_supported_ones():
-    cfg = transformers.ElectraConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=16, embedding_size=16)
-    with pytest.raises(ValueError, match="bert, roberta, distilbert, gpt2, llama"):
-        Model(transformers.ElectraForSequenceClassification(cfg), tokenizer())
+    cfg = transformers.DebertaV2Config(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=16)   # its attention bypasses AttentionInterface
+    with pytest.raises(ValueError, match="AttentionInterface.*known to work: bert, roberta, xlm-roberta"):
+        Model(transformers.DebertaV2ForSequenceClassification(cfg), tokenizer(), task="sequence-classification")
 
 
 def test_load_model_from_local_folder(tmp_path):

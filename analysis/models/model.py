@@ -1,6 +1,7 @@
 """``Model``: any supported Hugging Face transformer behind one trace/predict interface."""
 from __future__ import annotations
 
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -11,12 +12,13 @@ from torch import nn
 
 from analysis.models.attention import (IMPLEMENTATION, AttentionHook, attention_hooks,
                                        find_attention_modules, register)
-from analysis.models.trace import Trace
+from analysis.models.trace import HeadArray, Trace
 
-#: config.model_type values whose attention runs through transformers' AttentionInterface
-#: and is tested here with a tiny random model.
-SUPPORTED_ARCHITECTURES = ("bert", "roberta", "distilbert", "gpt2", "llama")
-DECODER_ARCHITECTURES = ("gpt2", "llama")
+#: config.model_type values known to work: their attention runs through transformers'
+#: AttentionInterface and tests/test_architectures.py checks each with a tiny random model.
+#: Any other architecture whose attention routes through AttentionInterface works too.
+SUPPORTED_ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "modernbert",
+                           "gpt2", "gpt_neox", "opt", "llama", "mistral", "qwen2", "qwen3", "gemma2", "phi3")
 TASKS = ("sequence-classification", "masked-lm", "causal-lm")
 REMOVALS = ("delete", "mask", "pad", "unk")
 
@@ -51,24 +53,35 @@ class Model:
     def __init__(self, module: nn.Module, tokenizer: Any, *, task: str | None = None,
                  name: str = "", device: str = "cpu") -> None:
         config = module.config
-        if config.model_type not in SUPPORTED_ARCHITECTURES:
-            raise ValueError(f"architecture {config.model_type!r} is not supported; supported: "
+        if getattr(config, "is_encoder_decoder", False):
+            raise ValueError(f"architecture {config.model_type!r} is an encoder-decoder model, which Model does "
+                             "not support yet (its attention sites have different shapes); known to work: "
                              f"{', '.join(SUPPORTED_ARCHITECTURES)}")
         self.task = task or infer_task(config)
         if self.task not in TASKS:
             raise ValueError(f"task {self.task!r} is not supported; use one of {', '.join(TASKS)}")
         register()
-        module.set_attn_implementation(IMPLEMENTATION)
+        try:
+            module.set_attn_implementation(IMPLEMENTATION)
+        except (ValueError, NotImplementedError) as e:   # some models refuse outright
+            raise ValueError(_unsupported(config.model_type)) from e
         self.module = module.to(device).eval()
         self.tokenizer = tokenizer
         self.name = name or getattr(config, "_name_or_path", "") or config.model_type
         self.device = torch.device(device)
         self.config = config
-        probe = {"input_ids": torch.tensor([[self._pad_id] * 2], device=self.device),
-                 "attention_mask": torch.ones((1, 2), dtype=torch.long, device=self.device)}
+        probe = {"input_ids": torch.tensor([[self._pad_id] * 3], device=self.device),
+                 "attention_mask": torch.ones((1, 3), dtype=torch.long, device=self.device)}
         self._attention_modules = find_attention_modules(self.module, probe)
         if not self._attention_modules:
-            raise ValueError(f"{self.name!r} has no attention layer that attnlab can hook")
+            raise ValueError(_unsupported(config.model_type))
+        with torch.no_grad():   # causal iff no query attends to a later key, at every site
+            _, hook = self.forward(probe, capture=True)
+        self._causal = all(bool((w.triu(1) == 0).all()) for w in hook.weights.values())
+        # RoBERTa-style position tables reserve rows 0..padding_idx: positions start at padding_idx + 1
+        pads = [m.padding_idx for name, m in self.module.named_modules()
+                if isinstance(m, nn.Embedding) and name.endswith("position_embeddings") and m.padding_idx is not None]
+        self._position_offset = pads[0] + 1 if pads else 0
 
     # ----------------------------------------------------------------- properties
     @property
@@ -94,7 +107,7 @@ class Model:
     @property
     def is_causal(self) -> bool:
         """Decoder models: attention is lower-triangular and token order is a causal order."""
-        return self.config.model_type in DECODER_ARCHITECTURES or bool(getattr(self.config, "is_decoder", False))
+        return self._causal   # measured at construction: every site's attention is lower-triangular
 
     @property
     def max_length(self) -> int:
@@ -102,8 +115,7 @@ class Model:
         limits = [int(self.tokenizer.model_max_length)] if self.tokenizer.model_max_length < 100_000 else []
         pos = getattr(self.config, "max_position_embeddings", None) or getattr(self.config, "n_positions", None)
         if pos:
-            offset = (self.config.pad_token_id or 0) + 1 if self.config.model_type == "roberta" else 0
-            limits.append(int(pos) - offset)
+            limits.append(int(pos) - self._position_offset)
         return min(limits) if limits else 512
 
     @property
@@ -119,14 +131,22 @@ class Model:
 
     # ----------------------------------------------------------------- inputs
     def encode(self, text: str, *, remove: Sequence[int] | None = None, removal: str = "delete",
-               truncate: bool = True) -> Encoded:
-        """Tokenise ``text`` (special tokens added), truncate or raise past ``max_length``, remove
+               truncate: bool = False) -> Encoded:
+        """Tokenise ``text`` (special tokens added), raise past ``max_length`` (or with
+        ``truncate=True`` cut it there, with a warning), remove
         the tokens at positions ``remove`` (positions in the full tokenised input)."""
         if not isinstance(text, str):
             raise InputError(f"text must be a string, not {type(text).__name__}")
         if not text.strip():
             raise InputError("text is empty: give at least one word")
+        if not any(unicodedata.category(ch)[0] in "LMNPS" for ch in text):
+            raise InputError(f"text {text[:40]!r} has no content: only whitespace, control or "
+                             "zero-width characters; give at least one word")
         ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        special = set(self.tokenizer.all_special_ids)
+        if all(i in special for i in ids):
+            raise InputError(f"text {text[:40]!r} gives no token but special ones for this "
+                             "tokenizer; give at least one word")
         if len(ids) > self.max_length:
             if not truncate:
                 raise InputError(f"text has {len(ids)} tokens, more than this model's limit of "
@@ -140,7 +160,7 @@ class Model:
     def _remove(self, ids: list[int], remove: Sequence[int] | None, removal: str) -> Encoded:
         if removal not in REMOVALS:
             raise InputError(f"removal must be one of {', '.join(REMOVALS)}, not {removal!r}")
-        positions = tuple(sorted({int(p) for p in (remove or ())}))
+        positions = tuple(sorted(set(_positions(remove))))
         bad = [p for p in positions if not 0 <= p < len(ids)]
         if bad:
             raise InputError(f"cannot remove positions {bad}: the input has {len(ids)} tokens (0..{len(ids) - 1})")
@@ -175,10 +195,16 @@ class Model:
         """Validate ``{(layer, head): [n, n] or [batch, n, n]}`` for inputs of these lengths;
         return tensors keyed by non-negative (layer, head). Torch tensors keep their gradients."""
         out: dict[tuple[int, int], torch.Tensor] = {}
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise InputError("attention_override must be a dict {(layer, head): n x n matrix}, not a "
+                             f"{type(overrides).__name__}")
         for key, matrix in (overrides or {}).items():
             if not (isinstance(key, tuple) and len(key) == 2):
                 raise InputError(f"attention_override keys are (layer, head) pairs, not {key!r}")
             layer, head = key
+            if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in key):
+                raise InputError(f"attention_override key {key!r}: layer and head must be integers "
+                                 f"(layer 0..{self.n_layers - 1}, head 0..{self.n_heads - 1})")
             if not -self.n_layers <= layer < self.n_layers:
                 raise InputError(f"override layer {layer} is out of range 0..{self.n_layers - 1}")
             if not -self.n_heads <= head < self.n_heads:
@@ -200,37 +226,86 @@ class Model:
 
     # ----------------------------------------------------------------- running
     def forward(self, batch: Mapping[str, torch.Tensor], *, overrides: Mapping[tuple[int, int], torch.Tensor] | None = None,
-                capture: bool = False, hidden_states: bool = False) -> tuple[Any, AttentionHook]:
+                capture: bool = False, hidden_states: bool = False,
+                keep: Mapping[int, Sequence[int] | None] | None = None) -> tuple[Any, AttentionHook]:
         """Run the model on a prepared batch with the given (already checked) overrides.
 
-        Differentiable with respect to override tensors; the hook holds captured weights/values.
+        Differentiable with respect to override tensors; the hook holds captured weights/values
+        (only the layers/heads in ``keep`` when given, see :class:`AttentionHook`).
         """
-        hook = AttentionHook(overrides=dict(overrides or {}), capture=capture)
+        hook = AttentionHook(overrides=dict(overrides or {}), capture=capture, keep=keep)
         with attention_hooks(self._attention_modules, hook):
             out = self.module(**batch, output_hidden_states=hidden_states)
         return out, hook
 
     def trace(self, text: str, *, attention_override: Override | None = None,
-              remove: Sequence[int] | None = None, removal: str = "delete", truncate: bool = True) -> Trace:
+              remove: Sequence[int] | None = None, removal: str = "delete", truncate: bool = False,
+              heads: Sequence[tuple[int, int]] | None = None, layers: Sequence[int] | None = None) -> Trace:
         """One forward pass capturing tokens, attentions [L,H,n,n], values [L,H,n,d], hidden
-        states [L+1,n,D], logits and probabilities (numpy)."""
+        states [L+1,n,D], logits and probabilities (numpy).
+
+        ``heads=[(layer, head), ...]`` and/or ``layers=[layer, ...]`` capture only those heads
+        (every head of the listed layers): the hook keeps nothing else, and ``Trace.attentions``
+        / ``.values`` are :class:`HeadArray` holding just them. Default: every head.
+        """
+        keep = self._check_capture(heads, layers)
         enc = self.encode(text, remove=remove, removal=removal, truncate=truncate)
         overrides = self.check_overrides(attention_override, [len(enc.input_ids)])
         with torch.no_grad():
-            out, hook = self.forward(self.batch([enc]), overrides=overrides, capture=True, hidden_states=True)
-        att = torch.stack([hook.weights[i][0] for i in range(self.n_layers)])    # [L, H, n, n]
-        val = torch.stack([hook.values[i][0] for i in range(self.n_layers)])     # [L, H, n, d]
+            out, hook = self.forward(self.batch([enc]), overrides=overrides, capture=True, hidden_states=True,
+                                     **({} if keep is None else {"keep": keep}))
+        if keep is None:   # layer by layer into one array, freeing each captured layer as it is copied
+            att = _stack_popping(hook.weights, self.n_layers)   # [L, H, n, n]
+            val = _stack_popping(hook.values, self.n_layers)    # [L, H, n, d]
+            captured = None
+        else:
+            selected = getattr(hook, "keep", None) is not None   # the hook stored only the asked heads
+            w, v = {}, {}
+            for layer, asked in keep.items():
+                for j, h in enumerate(asked):
+                    w[(layer, h)] = hook.weights[layer][0, j if selected else h]   # [n, n]
+                    v[(layer, h)] = hook.values[layer][0, j if selected else h]    # [n, d]
+            n, d = len(enc.input_ids), next(iter(v.values())).shape[-1]
+            att = HeadArray(w, (self.n_layers, self.n_heads, n, n))
+            val = HeadArray(v, (self.n_layers, self.n_heads, n, d))
+            captured = att.captured
         logits = out.logits[0].float()
         tokens = [_display(t) for t in self.tokenizer.convert_ids_to_tokens(enc.input_ids)]
         special_ids = set(self.tokenizer.all_special_ids)
         return Trace(
-            tokens=tokens, input_ids=np.array(enc.input_ids),
-            attentions=att.float().cpu().numpy(), values=val.float().cpu().numpy(),
+            tokens=tokens, input_ids=np.array(enc.input_ids), attentions=att, values=val,
             hidden_states=torch.stack([h[0] for h in out.hidden_states]).float().cpu().numpy(),
             logits=logits.cpu().numpy(), probs=torch.softmax(logits, -1).cpu().numpy(),
             special=np.array([i in special_ids for i in enc.input_ids]), task=self.task, labels=self.labels,
             text=text, removed=enc.removed, removal=removal, overridden=tuple(sorted(overrides)),
-            model_name=self.name, is_causal=self.is_causal)
+            model_name=self.name, is_causal=self.is_causal, captured=captured)
+
+    def _check_capture(self, heads: Sequence[tuple[int, int]] | None,
+                       layers: Sequence[int] | None) -> dict[int, list[int]] | None:
+        """``{layer: [head, ...]}`` (non-negative, sorted) for ``trace(heads=, layers=)``; None: all."""
+        if heads is None and layers is None:
+            return None
+        L, H = self.n_layers, self.n_heads
+        keep: dict[int, set[int]] = {}
+        for layer in layers or ():
+            if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -L <= layer < L:
+                raise InputError(f"layers: {layer!r} is out of range; this model has {L} layers (0..{L - 1}, "
+                                 "or negative from the end)")
+            keep.setdefault(int(layer) % L, set()).update(range(H))
+        for pair in heads or ():
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise InputError(f"heads lists (layer, head) pairs, not {pair!r}")
+            layer, head = pair
+            if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -L <= layer < L:
+                raise InputError(f"heads: layer {layer!r} is out of range; this model has {L} layers (0..{L - 1})")
+            if isinstance(head, bool) or not isinstance(head, (int, np.integer)) or not -H <= head < H:
+                raise InputError(f"heads: head {head!r} is out of range; this model has {H} heads per layer "
+                                 f"(0..{H - 1})")
+            keep.setdefault(int(layer) % L, set()).add(int(head) % H)
+        if not keep:
+            raise InputError("heads and layers are both empty: name at least one (layer, head) or layer, "
+                             "or leave both out to capture every head")
+        return {layer: sorted(hs) for layer, hs in sorted(keep.items())}
 
     def output_logits(self, out: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The logits ``predict`` reports, [batch, classes or vocab], from a forward output."""
@@ -250,7 +325,7 @@ class Model:
 
     def predict(self, texts: str | Sequence[str], *, attention_override: Override | None = None,
                 remove: Sequence[int] | None = None, removal: str = "delete", batch_size: int = 32,
-                truncate: bool = True) -> np.ndarray:
+                truncate: bool = False) -> np.ndarray:
         """Probabilities [batch, classes] (classifier) or [batch, vocab] (next / masked token).
 
         ``remove`` is one list of positions for every text, or a list of such lists, one per
@@ -260,6 +335,9 @@ class Model:
             texts = [texts]
         if len(texts) == 0:
             raise InputError("predict needs at least one text")
+        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, not {batch_size!r}")
         removes = _per_text(remove, len(texts))
         encoded = [self.encode(t, remove=r, removal=removal, truncate=truncate) for t, r in zip(texts, removes)]
         overrides = self.check_overrides(attention_override, [len(e.input_ids) for e in encoded])
@@ -273,6 +351,21 @@ class Model:
         return np.concatenate(probs)
 
 
+def _positions(remove: Sequence[int] | None) -> list[int]:
+    """Token positions from ``remove`` (None, a list or a 1-D integer array); raises on anything
+    that is not an integer (``1.7`` is not silently position 1)."""
+    if remove is None:
+        return []
+    if isinstance(remove, (str, bytes)) or not hasattr(remove, "__iter__"):
+        raise InputError(f"remove lists token positions (integers), not {remove!r}")
+    out = []
+    for p in remove:
+        if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer)):
+            raise InputError(f"remove lists token positions (integers); got {p!r}")
+        out.append(int(p))
+    return out
+
+
 def _per_text(remove: Sequence[Any] | None, n_texts: int) -> list[Sequence[int] | None]:
     """``remove`` for each text: one shared list of positions, or one list per text."""
     if remove is None or len(remove) == 0 or not isinstance(remove[0], (list, tuple, np.ndarray)):
@@ -280,6 +373,22 @@ def _per_text(remove: Sequence[Any] | None, n_texts: int) -> list[Sequence[int] 
     if len(remove) != n_texts:
         raise InputError(f"remove has {len(remove)} lists of positions for {n_texts} texts; give one per text")
     return list(remove)
+
+
+def _stack_popping(per_layer: dict[int, torch.Tensor], n_layers: int) -> np.ndarray:
+    """``[L, ...]`` float32 numpy from ``{layer: [1, ...] tensor}``, emptying the dict as it goes
+    (peak memory: the result plus one layer, not twice the result)."""
+    first = per_layer[0][0]
+    out = torch.empty((n_layers, *first.shape), dtype=torch.float32)
+    for i in range(n_layers):
+        out[i].copy_(per_layer.pop(i)[0])
+    return out.numpy()
+
+
+def _unsupported(model_type: str) -> str:
+    return (f"architecture {model_type!r} is not supported: its attention does not go through transformers' "
+            "AttentionInterface, so attnlab cannot capture or override it; known to work: "
+            f"{', '.join(SUPPORTED_ARCHITECTURES)}")
 
 
 def infer_task(config: Any) -> str:

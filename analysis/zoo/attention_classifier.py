@@ -229,8 +229,9 @@ class AttentionClassifier(Model):
                 f"1 layer x 1 head)")
 
     def forward(self, batch: Mapping[str, torch.Tensor], *, overrides: Mapping[tuple[int, int], torch.Tensor] | None = None,
-                capture: bool = False, hidden_states: bool = False) -> tuple[Any, Any]:
-        """Run on a prepared batch with checked overrides (differentiable in them).
+                capture: bool = False, hidden_states: bool = False, keep: Any = None) -> tuple[Any, Any]:
+        """Run on a prepared batch with checked overrides (differentiable in them); ``keep`` is
+        ignored (the one head is always captured).
 
         Returns ``(out, hook)``: ``out.logits`` [b, C], ``out.hidden_states`` = (embeddings, states)
         when asked; ``hook.weights[0]`` [b, 1, n, n] (the attention as rows, or the override as
