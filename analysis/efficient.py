@@ -29,6 +29,17 @@ Bases (``basis=``), all per head, on the unpadded tokens of one trace:
 - ``"hidden"``: the layer's input hidden states ``X`` (``n x D``). Keeps ``A X``; with the value
   bias, ``A V`` is kept only when rows sum to 1 too (use ``unit_rows=True``), and in pre-LN
   models (GPT-2, Llama) attention multiplies ``LN(X) W_v``, not ``X W_v``, so nothing is kept.
+- ``"jacobian"``: the head's value output mapped to the logit, to first order (needs ``model=``).
+  With ``g_q = d logit / d z_q`` (``z_q`` the head's output at query ``q``, d_head, through
+  ``W_o[h]`` and everything after it), column ``q`` of ``T`` is ``V_h g_q``: ``T = (d logit / d A)^T``
+  ``[n, n]``, taken by autograd through an attention override. A change ``dA`` with ``dA T = 0``
+  changes the logit by ``O(|dA|^2)`` only: its null space means "does not reach the prediction"
+  (to first order; finite steps move the logit at second order), not "does not reach the next
+  layer". ``logit=None`` (default) differentiates the predicted class's logit (the next token's, for
+  a language model), an int that class's logit, ``"all"`` stacks every class (``[n, n * classes]``,
+  classifiers only). The condition is shared by all rows, so it is sufficient, not necessary:
+  row ``q`` alone only needs ``da_q . T[:, q] = 0``. col(T) lies inside the value basis's.
+  In the last layer of a [CLS] classifier only the [CLS] row reaches the logit: rank 1.
 - an array ``[n, k]``: any explicit ``T``, e.g. a single-attention classifier's hidden states
   times its decoder weights (with the decoder in ``T``, adversarial matrices with the same
   prediction share the efficient attention by construction).
@@ -49,9 +60,9 @@ import numpy as np
 from scipy.optimize import nnls
 
 __all__ = ["EfficientAttention", "decompose", "decompose_layer", "decompose_matrix", "basis_matrix",
-           "output_projection", "BASES"]
+           "jacobian_basis", "output_projection", "BASES"]
 
-BASES = ("value", "value_output", "hidden")
+BASES = ("value", "value_output", "hidden", "jacobian")
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,7 +74,7 @@ class EfficientAttention:
     null: np.ndarray             # [n, n] A - A_eff, with null @ T == 0
     basis_vectors: np.ndarray    # [n, rank] orthonormal basis of the subspace projected on
     rank: int                    # rank of T (of [T, 1] with unit_rows / simplex)
-    basis: str                   # "value", "value_output", "hidden" or "custom"
+    basis: str                   # "value", "value_output", "hidden", "jacobian" or "custom"
     variant: str                 # "projection", "unit_rows" or "simplex"
     rtol: float                  # singular values <= rtol * largest count as zero
     layer: int | None = None
@@ -255,8 +266,53 @@ def output_projection(model: Any, layer: int) -> np.ndarray:
     return w if type(found).__name__ == "Conv1D" else w.T   # GPT-2's Conv1D stores [in, out]
 
 
+def jacobian_basis(model: Any, trace: Any, layer: int, head: int, logit: int | str | None = None) -> np.ndarray:
+    """``T = (d logit / d A)^T`` [n, n] (``[n, n * classes]`` for ``logit="all"``) for one head of a
+    trace of ``model``: column ``q`` is ``V_h g_q``, ``g_q`` the logit's gradient at the head's output
+    of query ``q`` (first order; see the module docstring)."""
+    import torch
+
+    layer, head = trace.check_head(layer, head)
+    if (model.n_layers, model.n_heads) != (trace.n_layers, trace.n_heads):
+        raise ValueError(f"model ({model.n_layers} layers x {model.n_heads} heads) is not the model of "
+                         f"this trace ({trace.n_layers} x {trace.n_heads})")
+    remove = list(trace.removed) or None
+    try:
+        enc = model.encode(trace.text, remove=remove, removal=trace.removal)
+    except ValueError:                                     # too long: the trace was truncated
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            enc = model.encode(trace.text, remove=remove, removal=trace.removal, truncate=True)
+    if len(enc.input_ids) != trace.n_tokens:
+        raise ValueError(f"the model encodes this trace's text to {len(enc.input_ids)} tokens, not "
+                         f"{trace.n_tokens}: pass the trace of this model")
+    dtype = next(model.module.parameters()).dtype
+    a = torch.tensor(np.asarray(trace.attentions[layer, head]), dtype=dtype, requires_grad=True)
+    batch = model.batch([enc])
+    with torch.enable_grad():
+        out, _ = model.forward(batch, overrides={(layer, head): a.to(model.device)})
+        logits = model.output_logits(out, batch)[0]                      # [classes] or [vocab]
+        n_out = logits.shape[-1]
+        if logit is None:
+            which = [int(torch.argmax(logits))]
+        elif isinstance(logit, str):
+            if logit != "all":
+                raise ValueError(f"logit must be None (the predicted class), a class index or 'all', not {logit!r}")
+            if model.task != "sequence-classification":
+                raise ValueError("logit='all' is for classifiers; for a language model pick one token id (logit=<int>)")
+            which = list(range(n_out))
+        elif isinstance(logit, (bool, np.bool_)) or not isinstance(logit, (int, np.integer)) \
+                or not -n_out <= logit < n_out:
+            raise ValueError(f"logit {logit!r} is out of range: the output has {n_out} entries (0..{n_out - 1})")
+        else:
+            which = [int(logit) % n_out]
+        grads = [torch.autograd.grad(logits[c], a, retain_graph=k + 1 < len(which))[0]
+                 for k, c in enumerate(which)]                            # each [n, n] = G V^T
+    return np.concatenate([g.detach().double().cpu().numpy().T for g in grads], axis=1)
+
+
 def basis_matrix(trace: Any, layer: int, head: int, basis: str | np.ndarray = "value",
-                 model: Any = None) -> np.ndarray:
+                 model: Any = None, logit: int | str | None = None) -> np.ndarray:
     """``T`` [n, k] for one head of a trace: see the module docstring for the bases."""
     if not isinstance(basis, str):
         t = np.asarray(basis, dtype=np.float64)
@@ -267,6 +323,10 @@ def basis_matrix(trace: Any, layer: int, head: int, basis: str | np.ndarray = "v
         return trace.values[layer, head].astype(np.float64)
     if basis == "hidden":
         return trace.hidden_states[layer].astype(np.float64)
+    if basis == "jacobian":
+        if model is None:
+            raise ValueError("basis='jacobian' needs the model (to differentiate its logit): pass model=")
+        return jacobian_basis(model, trace, layer, head, logit)
     if basis == "value_output":
         if model is None:
             raise ValueError("basis='value_output' needs the model (for its output projection): pass model=")
@@ -284,26 +344,26 @@ def basis_matrix(trace: Any, layer: int, head: int, basis: str | np.ndarray = "v
 
 def decompose(trace: Any, layer: int, head: int, *, basis: str | np.ndarray = "value",
               rtol: float | None = None, model: Any = None, unit_rows: bool = False,
-              simplex: bool = False) -> EfficientAttention:
+              simplex: bool = False, logit: int | str | None = None) -> EfficientAttention:
     """Efficient/null split of ``trace.attentions[layer, head]`` [n, n] (one head; see
-    :func:`decompose_layer` for all heads of a layer)."""
+    :func:`decompose_layer` for all heads of a layer). ``logit``: for ``basis="jacobian"``."""
     if isinstance(head, str):
         raise ValueError(f"decompose takes one head (0..{trace.n_heads - 1}); for head={head!r} use "
                          "decompose_layer(trace, layer), which returns one result per head")
     layer, head = trace.check_head(layer, head)
-    t = basis_matrix(trace, layer, head, basis, model)
+    t = basis_matrix(trace, layer, head, basis, model, logit)
     name = basis if isinstance(basis, str) else "custom"
     return decompose_matrix(trace.attentions[layer, head], t, rtol=rtol, unit_rows=unit_rows,
                             simplex=simplex, basis=name, layer=layer, head=head)
 
 
 def decompose_layer(trace: Any, layer: int, *, basis: str | np.ndarray = "value", rtol: float | None = None,
-                    model: Any = None, unit_rows: bool = False, simplex: bool = False
-                    ) -> tuple[EfficientAttention, ...]:
+                    model: Any = None, unit_rows: bool = False, simplex: bool = False,
+                    logit: int | str | None = None) -> tuple[EfficientAttention, ...]:
     """One :class:`EfficientAttention` per head of ``layer`` (one batched SVD for the layer)."""
     layer, _ = trace.check_head(layer, "all")
     heads = range(trace.n_heads)
-    ts = np.stack([basis_matrix(trace, layer, h, basis, model) for h in heads])   # [H, n, k]
+    ts = np.stack([basis_matrix(trace, layer, h, basis, model, logit) for h in heads])   # [H, n, k]
     variant = _variant(unit_rows, simplex)
     bases, tol = _column_bases(_with_ones(ts) if variant != "projection" else ts, rtol)
     name = basis if isinstance(basis, str) else "custom"

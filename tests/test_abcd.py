@@ -127,3 +127,44 @@ def test_explain_on_a_decoder_uses_the_last_token_and_token_order():
         abcd.explain(gpt2, TEXT, max_set_size=0)
     with pytest.raises(IndexError, match="target 99"):
         abcd.explain(gpt2, TEXT, target=99)
+
+
+
+def test_explain_budget_is_explicit_and_a_call_budget_truncates_the_same_search():
+    from test_evaluation import TEXT as TWO_TEXT, TwoTokenModel   # flips only without both "good" and "great"
+
+    two = TwoTokenModel()
+    full = abcd.explain(two, TWO_TEXT, max_calls=None, max_set_size=2, n_samples=1e12)
+    assert full.budget == abcd.Budget(None, 2) and "unlimited calls, sets of <= 2 tokens" in str(full)
+    assert full.sets == [[2, 6]] and full.stopped == "found"
+    n = next(i for i, c in enumerate(full.checks) if c.changed)          # calls before the flipping check
+    cut = abcd.explain(two, TWO_TEXT, max_calls=n, max_set_size=2, n_samples=1e12)
+    assert len(cut.checks) == n and "<= %d calls" % n in str(cut)
+    assert [c.positions for c in cut.checks] == [c.positions for c in full.checks[:n]]
+    assert cut.size is None and cut.stopped == "calls" and cut.searched_size == 1
+    assert cut.status.startswith("not found within budget (call budget of %d ran out" % n)
+    assert abcd.explain(two, TWO_TEXT, max_calls=n + 1, max_set_size=2, n_samples=1e12).sets == [[2, 6]]
+    capped = abcd.explain(two, TWO_TEXT, max_calls=None, max_set_size=1, n_samples=1e12)
+    assert capped.stopped == "size" and capped.searched_size == 1 and "size cap of 1" in capped.status
+    with pytest.raises(ValueError, match="max_set_size must be a positive integer or None"):
+        abcd.explain(two, TWO_TEXT, max_set_size=0)
+
+
+def test_explain_progress_hook_cancels_between_batches():
+    from test_evaluation import TEXT as TWO_TEXT, TwoTokenModel
+
+    seen = []
+
+    def progress(fraction):
+        seen.append(fraction)
+        return fraction == 0                      # ICD iterations and the size-1 batch report 0; size 2 more
+
+    e = abcd.explain(TwoTokenModel(), TWO_TEXT, max_calls=None, n_samples=1e12, progress=progress)
+    assert seen[-1] > 0 and seen.count(seen[-1]) == 1 and all(0 <= f <= 1 for f in seen)
+    assert e.stopped == "cancelled" and e.sets == [] and "cancelled" in e.status
+    assert all(len(c.positions) == 1 for c in e.checks) and e.baseline.checks == ()
+
+
+def test_explain_cancelled_while_learning_the_graph_raises():
+    with pytest.raises(abcd.Cancelled, match="while learning the graph"):
+        abcd.explain(tiny_model("bert"), TEXT, progress=lambda fraction: False)

@@ -90,8 +90,8 @@ def test_simplex_rows_are_distributions_keeping_output_and_minimal():
     check_identities(r, a, t)
     unit = decompose_matrix(a, t, unit_rows=True).effective
     for q in range(3):                                 # an independent QP solver agrees
-        cons = [{"type": "eq", "fun": lambda x: x @ t - a[q] @ t}, {"type": "eq", "fun": lambda x: x.sum() - 1}]
-        ref = minimize(lambda x: ((x - unit[q]) ** 2).sum(), a[q], constraints=cons, bounds=[(0, None)] * 9,
+        cons = [{"type": "eq", "fun": lambda x, q=q: x @ t - a[q] @ t}, {"type": "eq", "fun": lambda x: x.sum() - 1}]
+        ref = minimize(lambda x, q=q: ((x - unit[q]) ** 2).sum(), a[q], constraints=cons, bounds=[(0, None)] * 9,
                        method="SLSQP", options={"ftol": 1e-14, "maxiter": 500}).x
         np.testing.assert_allclose(r.effective[q], ref, atol=1e-6)
     assert np.all(np.linalg.norm(r.effective, axis=1) <= np.linalg.norm(a, axis=1) + 1e-12)
@@ -200,3 +200,78 @@ def test_bad_inputs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         decompose(trace, -1, -1)                        # negative indices count from the end
+
+
+# --------------------------------------------------------------------------- the Jacobian basis
+def _double_bert():
+    m = tiny_model("bert")
+    m.module.double()
+    return m
+
+
+def _logit(model, layer: int, head: int, a: np.ndarray, k: int) -> float:
+    """The class-k logit with head (layer, head) overridden by ``a``, in float64."""
+    enc = model.encode(LONG)
+    batch = model.batch([enc])
+    with torch.no_grad():
+        out, _ = model.forward(batch, overrides={(layer, head): torch.tensor(a, dtype=torch.float64)})
+        return float(model.output_logits(out, batch)[0, k])
+
+
+@pytest.mark.parametrize("head", [0, 2])
+def test_jacobian_null_space_moves_the_logit_at_second_order_only(head):
+    """Finite differences: a step s in the Jacobian basis's null space (within col(V), so the head
+    output does move) changes the logit by O(s^2); a same-norm random step by O(s)."""
+    m = _double_bert()
+    tr = m.trace(LONG)
+    k, layer = tr.prediction, 1
+    a = tr.attentions[layer, head].astype(np.float64)
+    p_jac = decompose(tr, layer, head, basis="jacobian", model=m).projection
+    p_val = decompose(tr, layer, head).projection
+    rng = np.random.default_rng(head)
+    null = np.zeros_like(a)
+    null[0] = rng.normal(size=a.shape[1])
+    null = (null - null @ p_jac) @ p_val                 # reaches the head output, not the logit
+    null /= np.linalg.norm(null)
+    rand = np.zeros_like(a)
+    rand[0] = rng.normal(size=a.shape[1]) @ p_val
+    rand /= np.linalg.norm(rand)
+    base = _logit(m, layer, head, a, k)
+    ratios, nulls = [], []
+    for s in (1e-2, 1e-3, 1e-4):
+        dn = abs(_logit(m, layer, head, a + s * null, k) - base)
+        dr = abs(_logit(m, layer, head, a + s * rand, k) - base)
+        nulls.append(dn)
+        ratios.append(dn / dr)
+    assert nulls[1] < 0.03 * nulls[0] and nulls[2] < 0.03 * nulls[1]   # second order: x0.01 per decade
+    assert ratios[1] < 0.2 * ratios[0] and ratios[2] < 0.2 * ratios[1]
+    assert ratios[2] < 1e-3
+
+
+def test_jacobian_basis_is_the_transposed_attention_gradient_and_rank_one_in_the_last_layer():
+    m = tiny_model("bert")
+    tr = m.trace(LONG)
+    t = basis_matrix(tr, 1, 0, "jacobian", m)
+    assert t.shape == (tr.n_tokens, tr.n_tokens)
+    # last layer of a [CLS] classifier: only the [CLS] row (column 0 of T) reaches the logit
+    assert np.abs(t[:, 1:]).max() == 0 and np.abs(t[:, 0]).max() > 0
+    r = decompose(tr, 1, 0, basis="jacobian", model=m)
+    assert r.rank == 1 and r.nullity == tr.n_tokens - 1 and "jacobian" in str(r)
+    # its column space lies inside the value basis's: the value null space is inside its null space
+    p_val = decompose(tr, 1, 0).projection
+    np.testing.assert_allclose(p_val @ t, t, atol=1e-6 * np.abs(t).max())
+    every = basis_matrix(tr, 1, 0, "jacobian", m, logit="all")
+    assert every.shape == (tr.n_tokens, 3 * tr.n_tokens)
+    np.testing.assert_allclose(every[:, tr.prediction * tr.n_tokens:(tr.prediction + 1) * tr.n_tokens], t,
+                               atol=1e-6)
+
+
+def test_jacobian_basis_bad_input():
+    m = tiny_model("bert")
+    tr = m.trace(LONG)
+    with pytest.raises(ValueError, match="needs the model"):
+        decompose(tr, 1, 0, basis="jacobian")
+    with pytest.raises(ValueError, match="out of range"):
+        decompose(tr, 1, 0, basis="jacobian", model=m, logit=3)
+    with pytest.raises(ValueError, match="basis must be one of"):
+        decompose(tr, 1, 0, basis="jacobians")

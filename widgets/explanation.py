@@ -3,6 +3,7 @@ recommender: of its top-1 recommendation, through the abductive step)."""
 from __future__ import annotations
 
 import html
+import threading
 from typing import Any
 
 import ipywidgets as W
@@ -23,7 +24,12 @@ class ExplanationPanel(Panel):
     with the prediction before and after removing each, beside the attention baseline.
 
     Explaining re-runs the model on every candidate, so it runs on ``.run_button`` (and when
-    the text or model changes), not on every control change.
+    the text or model changes), not on every control change, in the background: a progress
+    bar, a cancel button, and an explicit budget (``max_calls`` candidate checks, default
+    ``analysis.abcd.DEFAULT_MAX_CALLS``; ``max_set_size``, 0 or None: no size cap). Editing
+    the text cancels a running search (it stops within one batch of checks) and starts a new
+    one; the status line says when the budget ran out. ``.explanation`` waits for a running
+    search (scripts and tests); ``run(block=True)`` too.
 
     For a recommender the sets are items of the history (by title and id); the table says
     whether the top-1 recommendation changed, the new top-1 and its rank in the original
@@ -34,15 +40,24 @@ class ExplanationPanel(Panel):
     title = "Explanation"
 
     def __init__(self, model: Any = None, text: str | None = None, *, layer: int = -1, head: int | str = 0,
-                 algorithm: str = "icd", alpha: float = 0.01, max_set_size: int = 3, removal: str = "delete",
-                 **kwargs: Any) -> None:
+                 algorithm: str = "icd", alpha: float = 0.01, max_set_size: int | None = None,
+                 max_calls: int = abcd.DEFAULT_MAX_CALLS, removal: str = "delete", **kwargs: Any) -> None:
+        self._explanation: Any = None
+        self._job_text: str | None = None
         super().__init__(model, text, **kwargs)
-        self.explanation: Any = None
         self._initial = (layer, head, None)
-        self._build_controls(algorithm, alpha, max_set_size, removal)
+        self._build_controls(algorithm, alpha, max_set_size, max_calls, removal)
         self._layout(self._rows, [self.sets_image, self.table, self.graph_box])
 
-    def _build_controls(self, algorithm: str, alpha: float, max_set_size: int, removal: str) -> None:
+    @property
+    def explanation(self) -> Any:
+        """The current :class:`analysis.abcd.Explanation` (None: none yet); waits for a running search."""
+        if self.running and threading.current_thread() is not self._job:
+            self.wait()
+        return self._explanation
+
+    def _build_controls(self, algorithm: str, alpha: float, max_set_size: int | None, max_calls: int,
+                        removal: str) -> None:
         self.layer = layer_slider()
         self.head = head_control(self.session.model.n_heads, pooled=True)
         self.algorithm = W.ToggleButtons(options=list(ALGORITHMS), value=algorithm, style={"button_width": "60px"})
@@ -52,51 +67,89 @@ class ExplanationPanel(Panel):
                                      layout=W.Layout(width="320px"))
         self.nodes = W.ToggleButtons(options=[("content tokens", "content"), ("all tokens", "all")], value="content",
                                      style={"button_width": "110px"})
-        self.max_set_size = W.IntSlider(value=max_set_size, min=1, max=6, description="max size",
-                                        continuous_update=False, layout=W.Layout(width="230px"))
+        if max_set_size is not None and (not isinstance(max_set_size, int) or max_set_size < 0):
+            raise ValueError(f"max_set_size must be a positive integer, or 0 / None for no size cap, "
+                             f"not {max_set_size!r}")
+        abcd.Budget(max_calls, None)             # a clear error for a bad call budget
+        self.max_set_size = W.IntSlider(value=max_set_size or 0, min=0, max=max(8, max_set_size or 0),
+                                        description="max size", continuous_update=False,
+                                        layout=W.Layout(width="230px"), tooltip="0: no size cap")
+        self.max_calls = W.BoundedIntText(value=max_calls, min=1, max=1_000_000, description="max calls",
+                                          layout=W.Layout(width="190px"))
         self.removal = W.Dropdown(options=list(REMOVALS), value=removal, description="removal",
                                   layout=W.Layout(width="200px"))
         self.run_button = W.Button(description="explain", icon="play", button_style="primary")
-        self.run_button.on_click(lambda _: self.run())
+        self.run_button.on_click(lambda _: self._safely(self.run))
+        self.budget_note = W.HTML()
         self.sets_image = W.Image(format="png", layout=W.Layout(max_width="100%"))
         self.table = W.HTML()
         self.graph_image = W.Image(format="png", layout=W.Layout(max_width="100%"))
         self.graph_box = W.Accordion(children=[self.graph_image], titles=("graph and PDS-tree of the target",))
         self._rows = [row(self.layer, self.head, self.algorithm, self.nodes),
-                      row(self.alpha, self.n_samples, self.max_set_size, self.removal, self.run_button)]
+                      row(self.alpha, self.n_samples, self.max_set_size, self.max_calls, self.removal),
+                      row(self.run_button, self.budget_note)]
 
     # ------------------------------------------------------------------ computing
     def _refresh(self) -> None:
-        self.explanation = None
+        self.stop()                              # a new text or model: the running search is stale
+        self._explanation = None
         trace = self.session.trace()
         problem = None
         with self.holding():
             problem = self.take_graph_view(trace)
-        self._explain()
+        self.run()
         if problem is not None:
             raise problem
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Cancel a running search and wait (at most ``timeout`` s) until it has stopped."""
+        if self.running:
+            self.cancel()
+            self.wait(timeout)
+        return not self.running
 
     def settings(self) -> dict:
         """The keyword arguments of ``analysis.abcd.explain`` for the current controls."""
         return dict(layer=self.layer.value, head=self.head.value, algorithm=self.algorithm.value,
                     alpha=float(self.alpha.value), n_samples=float(self.n_samples.value), nodes=self.nodes.value,
-                    max_set_size=int(self.max_set_size.value), removal=self.removal.value)
+                    max_set_size=int(self.max_set_size.value) or None, max_calls=int(self.max_calls.value),
+                    removal=self.removal.value)
 
-    def run(self) -> None:
-        """Explain the prediction with the current settings."""
-        with self.working("explaining"):
-            self._explain()
-        self._after_update()
-
-    def _explain(self) -> None:
-        self.explanation = None
+    def run(self, *, block: bool = False) -> None:
+        """Explain the prediction with the current settings, in the background (``block``: wait)."""
+        self.stop()
         self.session.trace()                     # a bad text fails here, with the model's message
-        with self.session.using_model():
-            self.explanation = abcd.explain(self.session.model, self.session.input, **self.settings())
+        model, value, text, settings = self.session.model, self.session.input, self.session.text, self.settings()
+        self._job_text = text
+        budget = abcd.Budget(settings["max_calls"], settings["max_set_size"])
+        self.budget_note.value = f"<span style='color:#555'>budget: {html.escape(str(budget))}</span>"
+
+        def work(report: Any) -> Any:
+            try:
+                return abcd.explain(model, value, **settings, progress=report)
+            except abcd.Cancelled:
+                return None
+
+        self.start_job("explaining", work, lambda e: self._finish(e, text))
+        if block:
+            self.wait()
+
+    def _finish(self, e: Any, text: str) -> None:
+        if e is None or text != self.session.text:   # cancelled in the graph, or a newer search follows
+            return
+        self._explanation = e
         self._draw()
+        note = {"calls": f"budget ran out: all {e.budget.max_calls} model calls spent without a flip "
+                         f"(sets up to size {e.searched_size} fully checked); raise max calls",
+                "size": f"budget ran out: no set of up to {e.budget.max_set_size} tokens flips the output",
+                "cancelled": "cancelled before a flipping set was found",
+                "exhausted": "no candidate set from the PDS-tree flips the output"}.get(e.stopped)
+        if note:
+            self.budget_note.value = (f"<span style='color:#D55E00'><b>{html.escape(note)}</b> "
+                                      f"(budget: {html.escape(str(e.budget))})</span>")
 
     def _draw(self) -> None:
-        e = self.explanation
+        e = self._explanation
         self.show_png(self.sets_image, explanation_figure(e, labels=self.session.model.labels, width=8.0))
         self.table.value = self._table_html()
         ax = Figure(figsize=(min(12.0, 1.5 + 0.6 * e.graph.n_nodes), 4.0)).add_subplot()
@@ -105,7 +158,7 @@ class ExplanationPanel(Panel):
     def _table_html(self) -> str:
         if is_recommender(self.session.model):
             return self._recommendation_html()
-        e = self.explanation
+        e = self._explanation
         labels = self.session.model.labels
         name = lambda k: html.escape(labels[k] if k < len(labels) else f"class {k}")  # noqa: E731
         orig = e.prediction
@@ -122,14 +175,15 @@ class ExplanationPanel(Panel):
         head = "<tr><th></th><th>removed</th><th>prediction</th><th>p(original class)</th><th>changed</th></tr>"
         body = "".join("<tr>" + "".join(f"<td style='padding:0 8px'>{v}</td>" for v in r) + "</tr>" for r in rows)
         base = f"size {b.size}" if b.size else "no prefix changed the output"
-        summary = (f"<div style='color:#555'>{len(e.checks)} candidate sets checked in {e.seconds:.2f} s; "
-                   f"attention baseline: {base}; graph: {e.graph.n_tests} CI tests</div>")
+        summary = (f"<div style='color:#555'>{html.escape(e.status)}; {len(e.checks)} candidate sets checked in "
+                   f"{e.seconds:.2f} s (budget: {html.escape(str(e.budget))}); attention baseline: {base}; "
+                   f"graph: {e.graph.n_tests} CI tests</div>")
         return f"<table>{head}{body}</table>{summary}"
 
     def _position_names(self) -> list[str]:
         """``title (#id)`` per position of the explained input: the history, then the appended
         recommended item (the abductive trace)."""
-        e, model = self.explanation, self.session.model
+        e, model = self._explanation, self.session.model
         items = list(self.session.input) + [e.prediction]
         if len(items) != len(e.tokens):          # not the abductive form: tokens as they are
             return list(e.tokens)
@@ -138,7 +192,7 @@ class ExplanationPanel(Panel):
     def _recommendation_html(self) -> str:
         """The explanation of a top-1 recommendation: sets as items, whether the top-1 changed,
         the new top-1 and its rank in the original ranking, the attention baseline, the top-10."""
-        e, model = self.explanation, self.session.model
+        e, model = self._explanation, self.session.model
         names = self._position_names()
         items = lambda ps: html.escape(", ".join(f"{names[p]}@{p}" for p in ps))  # noqa: E731
         orig = e.prediction
@@ -162,7 +216,8 @@ class ExplanationPanel(Panel):
         limit = e.settings.get("max_set_size")
         found = (f"<b>top-1 changed</b> by removing {e.size} item(s) ({len(e.sets)} minimal set(s)); new top-1 "
                  f"ranked {e.new_rank} before" if e.changed else
-                 f"<b>top-1 unchanged</b>: no set of up to {limit} items from the graph changed it")
+                 f"<b>top-1 unchanged</b>: no set of up to {limit} items from the graph changed it"
+                 if e.stopped == "size" else f"<b>top-1 unchanged</b>: {html.escape(e.status)}")
         base = (f"the {b.size} most attended item(s) change it" if b.size else
                 "removing the most attended items never changed it")
         summary = (f"<div style='color:#333'>{found}. Attention baseline: {base}.</div>"
@@ -188,6 +243,8 @@ class ExplanationPanel(Panel):
         return {"model": self.session.model.name, "text": self.session.text, "settings": e.settings,
                 "tokens": e.tokens, "target": e.target, "prediction": e.prediction, "probs": output_probs(e.probs),
                 "sets": e.sets, "words": e.words, "size": e.size, "seconds": e.seconds, "new_rank": e.new_rank,
+                "budget": {"max_calls": e.budget.max_calls, "max_set_size": e.budget.max_set_size},
+                "stopped": e.stopped, "status": e.status,
                 "checks": [{"positions": c.positions, "prediction": c.prediction, "changed": c.changed,
                             "rank": c.rank, "probs": c.probs} for c in e.checks],
                 "baseline": {"ranking": e.baseline.ranking, "size": e.baseline.size, "set": e.baseline.set,

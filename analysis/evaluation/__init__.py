@@ -1,0 +1,45 @@
+"""Judging explanations: every explainer behind one interface, censored-size and ERASER metrics,
+bootstrap intervals and paired comparisons (SCIENCE.md section 6).
+
+- :func:`run_method`: one explainer (CLEANN, raw / efficient attention top-k, rollout, gradient x
+  input, integrated gradients, leave-one-out, random search, exhaustive search) on one input
+  within a :class:`Budget` of model calls and set size; a :class:`MethodResult`.
+- :func:`evaluate_input`: all of them on one input, as tidy rows with metrics.
+- :func:`summarize_results`: found shares, Kaplan-Meier medians, flipped-within-k curves,
+  CLEANN vs each method (sign test), agreement with the exhaustive minimum, AOPCs; all with
+  bootstrap 95% intervals, censored rows kept.
+"""
+from __future__ import annotations
+
+from analysis.abcd import Budget
+from analysis.evaluation.evaluate import check_methods, evaluate_input
+from analysis.evaluation.explainers import (
+                                            MAX_EXHAUSTIVE,
+                                            METHODS,
+                                            RANKING_METHODS,
+                                            MethodResult,
+                                            candidates_of,
+                                            cleann_ranking,
+                                            run_method,
+                                            seed_of,
+)
+from analysis.evaluation.metrics import (
+                                            FRACTIONS,
+                                            eraser,
+                                            exhaustive_agreement,
+                                            result_row,
+)
+from analysis.evaluation.summary import (
+                                            bootstrap_ci,
+                                            compare_censored,
+                                            explainer_label,
+                                            flipped_within,
+                                            km_median,
+                                            paired_comparison,
+                                            summarize_results,
+)
+
+__all__ = ["Budget", "METHODS", "RANKING_METHODS", "MAX_EXHAUSTIVE", "FRACTIONS", "MethodResult", "run_method",
+           "evaluate_input", "check_methods", "candidates_of", "cleann_ranking", "seed_of", "eraser",
+           "exhaustive_agreement", "result_row", "bootstrap_ci", "km_median", "compare_censored",
+           "flipped_within", "paired_comparison", "summarize_results", "explainer_label"]

@@ -1,0 +1,86 @@
+"""All requested explainers on one input, with their metrics, as tidy rows."""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from analysis import abcd
+from analysis.abcd import Budget
+from analysis.evaluation.explainers import (
+    HEAD_METHODS,
+    MAX_EXHAUSTIVE,
+    METHODS,
+    candidates_of,
+    run_method,
+    seed_of,
+)
+from analysis.evaluation.metrics import eraser, exhaustive_agreement, result_row
+
+__all__ = ["evaluate_input", "check_methods"]
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    """The method names, validated (non-empty, known, no duplicates)."""
+    methods = list(methods)
+    if not methods:
+        raise ValueError(f"give at least one method; choose from {', '.join(METHODS)}")
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    return list(dict.fromkeys(methods))
+
+
+def evaluate_input(model: Any, text: Any, *, methods: Sequence[str] = METHODS, budget: Budget | None = None,
+                   heads: Sequence[int | str] = (0, "all"), layer: int = -1, removal: str = "delete",
+                   nodes: str = "content", seed: int = 0, max_exhaustive: int = MAX_EXHAUSTIVE,
+                   metrics: bool = True, ig_steps: int = 32, **cleann_options: Any) -> list[dict[str, Any]]:
+    """One row per method x head on ``text`` (see :func:`analysis.evaluation.metrics.result_row`),
+    plus ERASER metrics for every method that ranks tokens (``metrics``), and agreement with the
+    exhaustive minimum when exhaustive search ran (inputs with at most ``max_exhaustive``
+    candidates; on longer inputs exhaustive search is skipped, not an error). Random search gets
+    CLEANN's calls per size for the same head (the budget alone when CLEANN is not run), seeded
+    from ``seed`` and the head."""
+    methods = check_methods(methods)
+    budget = Budget() if budget is None else budget
+    if not heads and any(m in HEAD_METHODS for m in methods):
+        raise ValueError("give at least one head (an int or 'all') for the head methods")
+    start = time.perf_counter()
+    trace = model.trace(text)
+    target = abcd.default_target(trace)
+    cands = candidates_of(trace, target, nodes)
+    common = dict(layer=layer, removal=removal, nodes=nodes, trace=trace, target=target)
+    results = []
+    for head in heads:
+        cleann = None
+        if "cleann" in methods:
+            cleann = run_method("cleann", model, text, budget, head=head, **common, **cleann_options)
+            results.append(cleann)
+        for m in ("attention", "efficient_attention"):
+            if m in methods:
+                results.append(run_method(m, model, text, budget, head=head, **common))
+        if "random" in methods:
+            results.append(run_method("random", model, text, budget, head=head, seed=seed_of(seed, head),
+                                      calls_by_size=None if cleann is None else cleann.calls_by_size, **common))
+    for m in ("rollout", "grad_x_input", "integrated_gradients", "leave_one_out"):
+        if m in methods:
+            results.append(run_method(m, model, text, budget, ig_steps=ig_steps, **common))
+    truth = None
+    if "exhaustive" in methods and len(cands) <= max_exhaustive:
+        truth = run_method("exhaustive", model, text, budget, max_exhaustive=max_exhaustive, **common)
+        results.append(truth)
+    removable = [i for i in range(trace.n_tokens) if not trace.special[i]]
+    rows = []
+    for r in results:
+        row = result_row(r, trace.tokens)
+        row.update(n_tokens=trace.n_tokens, layer=trace.check_head(layer, 0)[0], removal=removal,
+                   prediction=trace.prediction)
+        if truth is not None:
+            row.update(exhaustive_agreement(r, truth))
+        if metrics and r.ranking:
+            row.update(eraser(model, trace.text, r.ranking, removable=removable, original=trace.prediction,
+                              removal=removal))
+        row.update({f"extra_{k}": v for k, v in r.extra.items()})
+        rows.append(row)
+    for row in rows:
+        row["input_seconds"] = time.perf_counter() - start
+    return rows

@@ -1,0 +1,266 @@
+"""analysis.evaluation: explainers with known answers, censoring, budgets, bootstrap, bad input."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_model
+
+from analysis import abcd
+from analysis.abcd import Budget
+from analysis.evaluation import (
+    bootstrap_ci,
+    check_methods,
+    compare_censored,
+    eraser,
+    evaluate_input,
+    km_median,
+    paired_comparison,
+    run_method,
+    summarize_results,
+)
+from analysis.experiments import faithfulness
+from analysis.models.trace import Trace
+
+KEYS = ("good", "great")
+
+
+class TwoTokenModel:
+    """A classifier whose output depends only on two words: p(positive) = 0.2 + 0.35 per key word
+    present ("good", "great"). With both present the prediction (positive, 0.9) flips only when
+    both are removed: the unique minimal flipping set is {good, great}. Tokens: [CLS] words [SEP]."""
+
+    task = "sequence-classification"
+    labels = ("negative", "positive")
+    n_layers, n_heads = 1, 2
+
+    def tokens(self, text: str) -> list[str]:
+        return ["[CLS]", *text.split(), "[SEP]"]
+
+    def p_positive(self, words: list[str]) -> float:
+        return 0.2 + 0.35 * sum(k in words for k in KEYS)
+
+    def predict(self, texts, *, remove=None, removal: str = "delete", **_: object) -> np.ndarray:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        removes = remove if remove and isinstance(remove[0], (list, tuple)) else [remove or []] * len(texts)
+        out = []
+        for t, r in zip(texts, removes):
+            words = [w for i, w in enumerate(self.tokens(t)) if i not in set(r)]
+            p = self.p_positive(words)
+            out.append([1 - p, p])
+        return np.array(out)
+
+    def trace(self, text: str) -> Trace:
+        toks = self.tokens(text)
+        n = len(toks)
+        rng = np.random.default_rng(n)
+        att = rng.uniform(0.2, 1.0, size=(1, 2, n, n))          # dense, generic: a complete graph
+        att /= att.sum(-1, keepdims=True)
+        probs = self.predict([text])[0]
+        return Trace(tokens=toks, input_ids=np.arange(n), attentions=att.astype(np.float32),
+                     values=rng.normal(size=(1, 2, n, 3)).astype(np.float32),
+                     hidden_states=rng.normal(size=(2, n, 6)).astype(np.float32), logits=np.log(probs),
+                     probs=probs, special=np.array([i in (0, n - 1) for i in range(n)]), task=self.task,
+                     labels=self.labels, text=text)
+
+
+TEXT = "a good film with a great cast and fine music"     # good@2, great@6; 10 content tokens
+NEUTRAL = "a film with a cast and music"                   # nothing to remove: never flips
+
+
+@pytest.fixture(scope="module")
+def two():
+    return TwoTokenModel()
+
+
+def test_exhaustive_and_cleann_find_the_known_minimal_set(two):
+    truth = run_method("exhaustive", two, TEXT, Budget(None))
+    assert truth.size == 2 and truth.sets == ((2, 6),) and truth.stopped == "found"
+    assert truth.calls == 10 + math.comb(10, 2)                  # every single, then every pair
+    e = abcd.explain(two, TEXT, head=0, n_samples=1e12)
+    assert e.sets == [[2, 6]] and e.size == 2 and e.stopped == "found" and "found at 2" in e.status
+    cleann = run_method("cleann", two, TEXT, Budget(None), head=0, n_samples=1e12)
+    assert cleann.sets == ((2, 6),) and cleann.ranking[:2] == (2, 6)
+    assert set(cleann.calls_by_size) == {1, 2} and sum(cleann.calls_by_size.values()) == cleann.calls == len(e.checks)
+    assert cleann.calls_by_size[1] == e.tree.depth.count(1)      # a single is closed when adjacent to the root
+
+
+def test_ranking_methods_flip_at_the_known_prefix(two):
+    loo = run_method("leave_one_out", two, TEXT, Budget(50))
+    assert set(loo.ranking[:2]) == {2, 6} and loo.size == 2 and loo.sets == ((2, 6),)
+    assert loo.calls == 2 and loo.ranking_calls == 10
+    for m in ("attention", "efficient_attention", "rollout"):
+        r = run_method(m, two, TEXT, Budget(50), head="all")
+        k = max(r.ranking.index(2), r.ranking.index(6)) + 1        # the prefix that first holds both
+        assert r.size == k and r.calls == k and r.sets == (tuple(sorted(r.ranking[:k])),)
+
+
+def test_eraser_matches_hand_computed_values(two):
+    others = [1, 3, 4, 5, 7, 8, 9, 10]
+    ranking = [2, 6, *others]                                    # 10 candidates: k = 1, 1, 1, 2, 5
+    m = eraser(two, TEXT, ranking, removable=list(range(1, 11)))
+    # p(x) = 0.9; without good: 0.55; without both: 0.2; only good kept: 0.55; both kept: 0.9
+    assert m["comp_1"] == m["comp_5"] == m["comp_10"] == pytest.approx(0.35)
+    assert m["comp_20"] == m["comp_50"] == pytest.approx(0.7)
+    assert m["suff_1"] == pytest.approx(0.35) and m["suff_20"] == m["suff_50"] == pytest.approx(0.0)
+    assert m["aopc_comp"] == pytest.approx((3 * 0.35 + 2 * 0.7) / 5)
+    assert m["aopc_suff"] == pytest.approx(3 * 0.35 / 5)
+    worst = eraser(two, TEXT, [*others, 2, 6], removable=list(range(1, 11)))
+    assert worst["aopc_comp"] == pytest.approx(0.0) and worst["aopc_suff"] > m["aopc_suff"]
+
+
+def test_a_table_of_every_method_agrees_with_exhaustive(two):
+    rows = evaluate_input(two, TEXT, methods=["cleann", "leave_one_out", "random", "exhaustive"], heads=[0],
+                          budget=Budget(200), n_samples=1e12)
+    df = pd.DataFrame(rows)
+    assert list(df.method) == ["cleann", "random", "leave_one_out", "exhaustive"]
+    assert (df.exhaustive_size == 2).all()
+    assert df.set_index("method").loc[["cleann", "leave_one_out", "exhaustive"], "exact_set"].all()
+    assert df.set_index("method").loc["cleann", "aopc_comp"] == pytest.approx((3 * 0.35 + 2 * 0.7) / 5)
+
+
+def test_censoring_keeps_every_row(two):
+    texts = [NEUTRAL, NEUTRAL + " again", TEXT]
+    df = faithfulness.faithfulness_table(two, texts, methods=["cleann", "attention", "random"], heads=[0],
+                                         max_calls=300, cleann_options={"n_samples": 1e12})
+    assert len(df) == 3 * 3
+    never = df[df.text_index < 2]
+    assert not never.found.any() and never["size"].isna().all() and never.status.str.startswith("not found").all()
+    tables = faithfulness.summarize(df)
+    sizes = tables["sizes"].set_index("explainer")
+    assert (sizes.n == 3).all() and sizes.loc["cleann[0]", "censored"] == 2
+    assert sizes.loc["cleann[0]", "found"] == pytest.approx(1 / 3)
+    assert not np.isfinite(sizes.loc["cleann[0]", "median_size"])
+    assert sizes.loc["cleann[0]", "median_label"].startswith(">")
+    assert (sizes.budget.str.contains("<= 300 calls")).all()
+    assert (never.stopped == "exhausted").all()                  # every subset checked: nothing flips
+
+
+def test_random_search_keeps_its_budget_and_seed(two):
+    quotas = {1: 4, 2: 7}
+    a = run_method("random", two, TEXT, Budget(100), calls_by_size=quotas, seed=3)
+    b = run_method("random", two, TEXT, Budget(100), calls_by_size=quotas, seed=3)
+    assert a == dataclasses.replace(b, seconds=a.seconds)
+    for k, q in a.calls_by_size.items():
+        assert q <= quotas[k]
+    assert a.calls <= sum(quotas.values())
+    for budget in (1, 5, 23, 60):
+        r = run_method("random", two, TEXT, Budget(budget), seed=budget)
+        assert r.calls <= budget
+        assert r.found or r.stopped == "calls"
+    full = run_method("random", two, TEXT, Budget(10 + 45), seed=0)   # enough for every single and pair
+    assert full.sets == ((2, 6),)
+
+
+def test_km_median_and_paired_comparison_on_known_values():
+    nan, inf = np.nan, math.inf
+    assert km_median(np.array([1, 2, 3, nan]), np.array([nan, nan, nan, 5])) == 2     # S(2) = 3/4 * 2/3
+    assert km_median(np.array([1, nan, nan]), np.array([nan, 4, inf])) == inf
+    assert compare_censored(2, nan, nan, 3) == "smaller"          # the other found nothing up to 3
+    assert compare_censored(4, nan, nan, 3) == "undecided"
+    assert compare_censored(nan, 5, 2, nan) == "larger"
+    df = pd.DataFrame({"id": ["a", "b", "c", "d"] * 2, "method": ["cleann"] * 4 + ["attention"] * 4,
+                       "head": ["0"] * 8, "found": [True, True, True, False, True, False, True, False],
+                       "size": [1, 2, 3, nan, 2, nan, 3, nan], "censored_at": [nan] * 3 + [2, nan, 2, nan, 4]})
+    (row,) = paired_comparison(df).to_dict("records")
+    assert (row["smaller"], row["equal"], row["larger"], row["undecided"]) == (2, 1, 0, 1)
+    assert row["sign_test_p"] == pytest.approx(0.5)
+    assert set(summarize_results(df, n_boot=100)) >= {"sizes", "curves", "paired"}
+
+
+def test_bootstrap_interval_covers_the_true_mean_about_95_percent():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for rep in range(200):
+        x = rng.exponential(2.0, size=60)
+        _, lo, hi = bootstrap_ci(x, seed=rep, n_boot=1000)
+        hits += lo <= 2.0 <= hi
+    assert 0.90 <= hits / 200 <= 0.99
+    assert bootstrap_ci([1, 2, 3], seed=1) == bootstrap_ci([1, 2, 3], seed=1)
+
+
+def test_bad_input_gives_clear_errors(two):
+    with pytest.raises(ValueError, match="at least one method"):
+        check_methods([])
+    with pytest.raises(ValueError, match="unknown method.*cleann"):
+        evaluate_input(two, TEXT, methods=["lime"])
+    with pytest.raises(ValueError, match="max_calls must be a positive integer"):
+        Budget(0)
+    with pytest.raises(ValueError, match="max_calls must be a positive integer"):
+        abcd.explain(two, TEXT, max_calls=0)
+    long = " ".join(f"w{i}" for i in range(15))
+    with pytest.raises(ValueError, match="limited to 14 candidate tokens; this input has 15"):
+        run_method("exhaustive", two, long, Budget(None))
+    with pytest.raises(ValueError, match="unknown settings"):
+        faithfulness.make_units(n=2, budget=3)
+    with pytest.raises(ValueError, match="at least one text"):
+        faithfulness.faithfulness_table(two, [])
+
+
+def test_gradient_methods_through_captum_on_a_tiny_bert():
+    bert = tiny_model("bert")
+    text = "a gripping film that never lets go of you"
+    ig = run_method("integrated_gradients", bert, text, Budget(40), ig_steps=64)
+    gxi = run_method("grad_x_input", bert, text, Budget(40))
+    for r in (ig, gxi):
+        assert sorted(r.ranking) == sorted(r.candidates) and r.calls <= 40 and r.ranking_calls > 0
+        assert r.found or r.stopped in ("exhausted", "calls")
+    assert ig.extra["convergence_delta"] < 0.05                  # completeness: sum of attributions = p(x) - p(base)
+    with pytest.raises(ValueError, match="sequence classifier"):
+        run_method("grad_x_input", TwoTokenModel(), TEXT, Budget(10))
+
+
+def test_figures_draw_every_explainer_with_its_budget(two):
+    from analysis.figures.evaluation import (
+        censored_size_curves,
+        cleann_vs_exhaustive,
+        faithfulness_bars,
+    )
+
+    df = faithfulness.faithfulness_table(two, [TEXT, NEUTRAL], methods=["cleann", "leave_one_out", "exhaustive"],
+                                         heads=[0], max_calls=300, cleann_options={"n_samples": 1e12})
+    fig = censored_size_curves(df, max_k=3)
+    ax = fig.axes[0]
+    curves = {line.get_gid(): line for line in ax.lines if (line.get_gid() or "").startswith("curve:")}
+    assert set(curves) == {"curve:cleann[0]", "curve:leave_one_out", "curve:exhaustive"}
+    assert list(curves["curve:cleann[0]"].get_ydata()) == [0.0, 0.5, 0.5]      # 1 of 2 inputs flips, at size 2
+    assert "<= 300 calls" in ax.get_title() and "2 inputs" in ax.get_title()
+    fig = cleann_vs_exhaustive(df)
+    assert "1 inputs; same size 100%" in fig.axes[0].get_title()
+    table = faithfulness.summarize(df)["faithfulness"]
+    fig = faithfulness_bars(table)
+    assert {b.get_gid() for b in fig.axes[0].patches} == {"bar:cleann[0]", "bar:leave_one_out"}
+    with pytest.raises(ValueError, match="no results for"):
+        censored_size_curves(df, explainers=["lime"])
+
+
+def test_summarize_explanations_keeps_censored_sentences():
+    from analysis.experiments.abcd_sentiment import summarize_explanations
+
+    nan, inf = np.nan, math.inf
+    df = pd.DataFrame({"dataset": "t", "layer": 5, "head": "0", "cleann_found": [True, False, True, False],
+                       "cleann_size": [1, nan, 2, nan], "cleann_censored_at": [nan, 3, nan, inf],
+                       "baseline_found_any": [True, True, True, True], "baseline_size_any": [9.0, 8, 2, 1],
+                       "baseline_censored_at": nan, "cleann_calls": 10, "baseline_calls": 5, "seconds": 0.1,
+                       "budget": "<= 1000 calls, any size"})
+    (row,) = summarize_explanations(df).to_dict("records")
+    assert row["sentences"] == 4 and row["cleann_found"] == pytest.approx(0.5)
+    assert (row["smaller"], row["equal"], row["larger"], row["undecided"]) == (1, 1, 1, 1)
+    assert row["budget"] == "<= 1000 calls, any size"
+
+
+def test_units_are_json_unique_and_deterministic(two):
+    import json
+
+    units = faithfulness.make_units(n=5, seed=1, heads=["0", "all"], max_calls=50)
+    assert len({u["id"] for u in units}) == 5 and json.loads(json.dumps(units)) == units
+    assert units == faithfulness.make_units(n=5, seed=1, heads=["0", "all"], max_calls=50)
+    assert units[0]["settings"]["heads"] == [0, "all"] and units[0]["settings"]["max_calls"] == 50
+    unit = {"id": "x-1", "text": TEXT, "settings": {**units[0]["settings"], "methods": ["random"], "heads": [0]}}
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
+    first = strip(faithfulness.run_unit(two, unit))
+    assert first == strip(faithfulness.run_unit(two, unit))             # random search seeded from the id
+    assert first[0]["id"] == "x-1" and first[0]["calls"] <= 50
