@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                    log=lambda message: print(f"  {message}", file=sys.stderr, flush=True),
                    workers=args.workers, scheduler=args.scheduler, results=args.results)
     start = time.perf_counter()
-    for name, _, paths in make_figures(args.out, names=names, run=run, formats=args.formats,
+    for _name, _, paths in make_figures(args.out, names=names, run=run, formats=args.formats,
                                        tables=not args.no_tables):
         for p in paths:
             print(p, flush=True)
