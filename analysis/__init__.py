@@ -9,11 +9,12 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__all__ = ["load_model", "load_dataset", "Model", "Trace"]
+__all__ = ["load_model", "load_dataset", "Model", "TracedModel", "Trace"]
 
 _LAZY = {
     "load_model": ("analysis.models", "load_model"),
     "Model": ("analysis.models", "Model"),
+    "TracedModel": ("analysis.models", "TracedModel"),
     "Trace": ("analysis.models", "Trace"),
     "load_dataset": ("analysis.data", "load_dataset"),
 }

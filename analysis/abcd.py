@@ -361,7 +361,7 @@ def explain(model: Any, text: Any, *, target: int | None = None, layer: int = -1
     budget = Budget(max_calls, max_set_size)
     probs = model.predict([text])[0]        # the output the checks compare against: [classes] or [vocab]
     original = int(np.argmax(probs))
-    abduce = getattr(model, "explanation_trace", None)
+    abduce = model.explanation_trace if getattr(model, "abductive", False) else None   # TracedModel capability
     if abduce is not None:
         trace, auto_target = abduce(text, original)
     else:

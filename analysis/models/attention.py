@@ -4,10 +4,12 @@ Transformers 5 routes BERT, RoBERTa, DistilBERT, GPT-2, Llama (and most others) 
 ``AttentionInterface``. We register ``"attnlab"``: plain eager attention, plus a per-call
 hook that records each head's weights and values and replaces chosen heads' weights.
 The hook lives on the attention modules only inside :func:`attention_hooks`, which always
-removes it in ``finally``; outside it the function is exactly eager attention.
+removes it in ``finally``; outside it the function is exactly eager attention. Hooks are kept
+per thread, so two threads may run one model at once (a panel's job and the notebook).
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Sequence
@@ -16,7 +18,8 @@ import torch
 from torch import nn
 
 IMPLEMENTATION = "attnlab"
-_HOOK_ATTR = "_attnlab_hook"
+_HOOK_ATTR = "_attnlab_hook"      # on a hooked module: {thread id: (hook, layers)}
+_SITES_LOCK = threading.Lock()     # guards creating / removing those tables
 
 
 @dataclass
@@ -97,7 +100,8 @@ def attnlab_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
     if attention_mask is not None:
         scores = scores + attention_mask[:, :, :, : key.shape[-2]]
     weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    hook: tuple[AttentionHook, list[int]] | None = getattr(module, _HOOK_ATTR, None)
+    table: dict[int, tuple[AttentionHook, list[int]]] | None = getattr(module, _HOOK_ATTR, None)
+    hook = table.get(threading.get_ident()) if table else None
     if hook is not None:
         weights = hook[0].apply(hook[0].site(module, hook[1]), weights, value)
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
@@ -175,16 +179,27 @@ def find_attention_sites(model: nn.Module, dummy_inputs: Mapping[str, torch.Tens
 
 @contextmanager
 def attention_hooks(modules: list[nn.Module], hook: AttentionHook) -> Iterator[AttentionHook]:
-    """Attach ``hook`` to each attention module (layer = position in ``modules``; a module listed
-    several times, shared across layers, takes those layers in call order); always detach."""
+    """Attach ``hook`` to each attention module for the calling thread (layer = position in
+    ``modules``; a module listed several times, shared across layers, takes those layers in call
+    order); always detach. Other threads' hooks on the same modules are left alone."""
     sites: dict[int, tuple[nn.Module, list[int]]] = {}
     for layer, m in enumerate(modules):
         sites.setdefault(id(m), (m, []))[1].append(layer)
+    thread = threading.get_ident()
     try:
-        for m, layers in sites.values():
-            setattr(m, _HOOK_ATTR, (hook, layers))
+        with _SITES_LOCK:
+            for m, layers in sites.values():
+                table = m.__dict__.get(_HOOK_ATTR)
+                if table is None:
+                    table = {}
+                    setattr(m, _HOOK_ATTR, table)
+                table[thread] = (hook, layers)
         yield hook
     finally:
-        for m, _ in sites.values():
-            if hasattr(m, _HOOK_ATTR):
-                delattr(m, _HOOK_ATTR)
+        with _SITES_LOCK:
+            for m, _ in sites.values():
+                table = m.__dict__.get(_HOOK_ATTR)
+                if table is not None:
+                    table.pop(thread, None)
+                    if not table:
+                        delattr(m, _HOOK_ATTR)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from analysis.models.base import TracedModel
 from analysis.models.model import TASKS, Model, infer_task
 
 #: the files transformers builds a tokenizer from; a model folder needs one of these sets
@@ -57,8 +58,9 @@ def check_tokenizer(tokenizer: Any, name: str) -> None:
 
 
 def load_model(name: str | None = None, *, task: str | None = None, device: str = "cpu",
-               trust_remote_code: bool = False, progress: bool = True) -> Model:
-    """Load a model ready for tracing.
+               trust_remote_code: bool = False, progress: bool = True) -> TracedModel:
+    """Load a model ready for tracing (a :class:`TracedModel`: a :class:`Model` for Hugging Face
+    ones, the zoo's own kinds otherwise).
 
     ``None`` (or a zoo name, see ``analysis.zoo.ZOO``) gives an embedded model, offline: built
     on first use, then cached. A local folder or hub id gives that Hugging Face model with

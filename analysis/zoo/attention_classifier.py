@@ -8,7 +8,8 @@ Choices, where Jain & Wallace's differ or leave room:
 
 - Tokens: the MiniLM word-piece tokenizer of the default model (offline), ``[CLS]``/``[SEP]``
   included (they play J&W's <SOS>/<EOS>), so encoding, truncation and token removal (delete,
-  mask, pad, unk) are exactly those of :class:`analysis.models.Model`. J&W used words.
+  mask, pad, unk) are exactly those of :class:`analysis.models.Model` (the same
+  :class:`analysis.models.text.TextInput` step). J&W used words.
 - Embeddings: initialised from MiniLM's (static, input) word-piece embeddings reduced to D = 256
   dimensions by PCA, then trained; J&W used pre-trained word vectors or random ones.
 - Encoders: ``"lstm"`` a BiLSTM (packed, so padding never changes a sequence's states);
@@ -21,7 +22,7 @@ Choices, where Jain & Wallace's differ or leave room:
   epochs, and the IMDB recipe uses the CNN encoder on 8000 reviews truncated to 256 word pieces
   (J&W: BiLSTM on all of IMDB). Each manifest records the test accuracy and training seconds.
 
-As a :class:`analysis.models.Model` (see :class:`AttentionClassifier`): 1 layer x 1 head. The
+As a :class:`analysis.models.TracedModel` (see :class:`AttentionClassifier`): 1 layer x 1 head. The
 query is the decoder, so there is one attention distribution per input; a trace shows it as an
 ``n x n`` matrix whose every row is ``a``. ``values`` are the encoder states ``h`` (what the
 attention multiplies), ``hidden_states`` are ``(embeddings, encoder states)`` [2, n, 256].
@@ -37,14 +38,15 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from analysis.models.model import Model
+from analysis.models.attention import AttentionHook
+from analysis.models.base import ForwardOutput, TracedModel
+from analysis.models.text import TextInput
 
 __all__ = ["NAMES", "ENCODERS", "ClassifierRecipe", "RECIPES", "AttentionClassifierModule",
            "AttentionClassifier", "train", "load", "tiny"]
@@ -170,10 +172,10 @@ class AttentionClassifierModule(nn.Module):
                 "embeddings": e, "states": h}
 
 
-# --------------------------------------------------------------------------- the Model interface
+# --------------------------------------------------------------------------- the TracedModel interface
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """What a :class:`Model` reads from ``model.config``."""
+    """The classifier's sizes and labels, as ``model.config`` (named like a Hugging Face config)."""
 
     encoder: str
     dim: int
@@ -184,14 +186,16 @@ class ClassifierConfig:
     id2label: dict[int, str] = field(default_factory=lambda: dict(enumerate(LABELS)))
 
 
-class AttentionClassifier(Model):
-    """A single-attention classifier behind ``Model``'s interface: 1 layer x 1 head.
+class AttentionClassifier(TextInput, TracedModel):
+    """A single-attention classifier as a :class:`TracedModel`: 1 layer x 1 head.
 
-    Everything but the network (encoding, removal, batching, override checks, ``trace``,
-    ``predict``) is :class:`Model`'s own code; see the module docstring for what the
-    trace's attention, values and hidden states mean and how overrides are used.
+    Text encoding and removal are :class:`TextInput`'s (the same as a transformer's); ``trace``
+    and ``predict`` are :class:`TracedModel`'s. See the module docstring for what the trace's
+    attention, values and hidden states mean and how overrides are used.
     """
 
+    kind = "attention-classifier"
+    task = "sequence-classification"
     #: one attention distribution per input: every row of a trace's attention matrix is the same
     query_independent = True
 
@@ -199,14 +203,17 @@ class AttentionClassifier(Model):
                  max_length: int = 128, labels: tuple[str, ...] = LABELS, device: str = "cpu") -> None:
         self.module = module.to(device).eval()
         self.tokenizer = tokenizer
-        self.task = "sequence-classification"
         self.name = name
         self.device = torch.device(device)
         self.config = ClassifierConfig(encoder=module.kwargs["encoder"], dim=module.kwargs["dim"],
                                        max_length=int(max_length), num_labels=len(labels),
                                        id2label=dict(enumerate(labels)))
-        self._attention_modules = [module.attention]
         self.info: dict[str, Any] = {}
+
+    @property
+    def attention_modules(self) -> tuple[nn.Module, ...]:
+        """The one attention module (its ``out_proj`` is the decoder)."""
+        return (self.module.attention,)
 
     @property
     def n_layers(self) -> int:
@@ -217,37 +224,35 @@ class AttentionClassifier(Model):
         return 1
 
     @property
-    def is_causal(self) -> bool:
-        return False
-
-    @property
     def max_length(self) -> int:
         return self.config.max_length
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class names (from the saved config)."""
+        return tuple(str(self.config.id2label[i]) for i in range(self.config.num_labels))
 
     def __repr__(self) -> str:
         return (f"AttentionClassifier({self.name!r}, {self.config.encoder} encoder, D={self.config.dim}, "
                 f"1 layer x 1 head)")
 
     def forward(self, batch: Mapping[str, torch.Tensor], *, overrides: Mapping[tuple[int, int], torch.Tensor] | None = None,
-                capture: bool = False, hidden_states: bool = False, keep: Any = None) -> tuple[Any, Any]:
-        """Run on a prepared batch with checked overrides (differentiable in them); ``keep`` is
-        ignored (the one head is always captured).
+                capture: bool = False, hidden_states: bool = False,
+                keep: Mapping[int, Sequence[int] | None] | None = None) -> tuple[ForwardOutput, AttentionHook]:
+        """Run on a prepared batch with checked overrides (differentiable in them).
 
-        Returns ``(out, hook)``: ``out.logits`` [b, C], ``out.hidden_states`` = (embeddings, states)
-        when asked; ``hook.weights[0]`` [b, 1, n, n] (the attention as rows, or the override as
-        given) and ``hook.values[0]`` [b, 1, n, D] when ``capture``.
+        ``out.logits`` [b, C], ``out.hidden_states`` = (embeddings, states) when asked; with
+        ``capture`` the hook holds ``weights[0]`` [b, 1, n, n] (the attention as rows, or the
+        override as given) and ``values[0]`` [b, 1, n, D] (the encoder states).
         """
-        override = dict(overrides or {}).get((0, 0))
+        hook = AttentionHook(overrides=dict(overrides or {}), capture=capture, keep=keep)
+        override = hook.overrides.get((0, 0))
         res = self.module(batch["input_ids"], batch["attention_mask"], override)
         b, n = batch["input_ids"].shape
-        out = SimpleNamespace(logits=res["logits"], attention=res["attention"],
-                              hidden_states=(res["embeddings"], res["states"]) if hidden_states else None)
-        hook = SimpleNamespace(overrides=dict(overrides or {}), capture=capture, weights={}, values={})
-        if capture:
-            shown = res["attention"][:, None, :].expand(b, n, n) if override is None else override.expand(b, n, n)
-            hook.weights[0] = shown[:, None]                                   # [b, 1, n, n]
-            hook.values[0] = res["states"][:, None]                            # [b, 1, n, D]
-        return out, hook
+        if capture:      # the hook shows the override itself (as given) in place of the rows of ``a``
+            hook.apply(0, res["attention"][:, None, None, :].expand(b, 1, n, n), res["states"][:, None])
+        return ForwardOutput(logits=res["logits"],
+                             hidden_states=(res["embeddings"], res["states"]) if hidden_states else None), hook
 
 
 # --------------------------------------------------------------------------- building

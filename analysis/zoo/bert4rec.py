@@ -37,13 +37,14 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from analysis.models.model import Encoded, InputError, Model, Override
+from analysis.models.base import Encoded, ForwardOutput, InputError, Override
+from analysis.models.model import Model
 from analysis.models.trace import Trace
 
 __all__ = ["NAME", "ItemVocabulary", "Recommender", "RecTrace", "Bert4RecRecipe", "RECIPE", "train_bert4rec",
@@ -137,16 +138,23 @@ class RecTrace(Trace):
 
 
 class Recommender(Model):
-    """BERT4Rec behind ``Model``'s interface: inputs are item histories (sequences of item ids).
+    """BERT4Rec as a :class:`TracedModel`: a Hugging Face masked LM (so :class:`Model`'s hooked
+    forward) whose inputs are item histories (sequences of item ids).
 
     ``predict(histories)`` [batch, n_items] and ``trace(history)`` append a ``[MASK]`` query;
     ``trace(history, append=item)`` appends that item instead (the abductive form used to
-    explain a recommendation). ``labels`` are the item titles (index = item id).
+    explain a recommendation, :meth:`explanation_trace`). ``labels`` are the item titles
+    (index = item id).
 
     ``is_causal`` is False: BERT4Rec attends both ways, so ``abcd`` does not impose time order
     by default; ``abcd.explain(..., order=True)`` adds it as background knowledge (on the
     synthetic benchmark it changes skeleton F1 by at most 0.03).
     """
+
+    kind = "recommender"
+    abductive = True
+    input_kind = "items"
+    trace_class = RecTrace
 
     def __init__(self, module: nn.Module, vocab: ItemVocabulary, *, name: str = NAME, device: str = "cpu") -> None:
         if module.config.vocab_size != len(vocab):
@@ -206,7 +214,7 @@ class Recommender(Model):
             last = self.vocab.MASK
         else:
             last = self.vocab.id(self.vocab.check([append])[0])
-        return self._remove([self.vocab.id(i) for i in items] + [last], remove, removal)
+        return self.remove_positions([self.vocab.id(i) for i in items] + [last], remove, removal)
 
     def batch(self, encoded: Sequence[Encoded]) -> dict[str, torch.Tensor]:
         """Right-padded {input_ids, attention_mask, position_ids} [batch, n]; positions count
@@ -216,39 +224,45 @@ class Recommender(Model):
         return batch
 
     # ----------------------------------------------------------------- running
-    def output_logits(self, out: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def output_logits(self, out: ForwardOutput, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Logits at the last [MASK] (the query) over the catalogue, [batch, n_items]."""
         return super().output_logits(out, batch)[:, self.vocab.OFFSET:]
 
+    def display_tokens(self, input_ids: Sequence[int]) -> list[str]:
+        """Item titles, and [MASK] / [PAD] / [UNK] for the special ids."""
+        return self.vocab.convert_ids_to_tokens(input_ids)
+
+    def trace_logits(self, out: ForwardOutput) -> torch.Tensor:
+        """Logits at every position over the catalogue, [n, n_items]."""
+        return out.logits[0, :, self.vocab.OFFSET:]
+
+    def trace_fields(self, encoded: Encoded, *, append: int | str = "mask") -> dict[str, Any]:
+        """A :class:`RecTrace`'s item at each position (-1 for special ids) and the appended item."""
+        return {"items": tuple(int(t) - self.vocab.OFFSET if t >= self.vocab.OFFSET else -1
+                               for t in encoded.input_ids),
+                "appended": None if isinstance(append, str) else int(append)}
+
+    def inputs(self, texts: Any) -> list[tuple[int, ...]]:
+        """One history or a list of histories, validated."""
+        return self._histories(texts)
+
     def trace(self, text: Items, *, attention_override: Override | None = None, remove: Sequence[int] | None = None,
-              removal: str = "delete", truncate: bool = True, append: int | str = "mask") -> RecTrace:
+              removal: str = "delete", truncate: bool = True, append: int | str = "mask",
+              heads: Sequence[tuple[int, int]] | None = None, layers: Sequence[int] | None = None) -> RecTrace:
         """One forward pass over ``history + [append]``: tokens (titles), attentions [L,H,n,n],
-        values [L,H,n,d], hidden states [L+1,n,D], logits/probs [n, n_items] over the catalogue."""
+        values [L,H,n,d], hidden states [L+1,n,D], logits/probs [n, n_items] over the catalogue;
+        ``text`` is the history as kept (most recent ``max_length - 1`` items)."""
         items = self.history(text, truncate=truncate)
-        enc = self.encode(items, remove=remove, removal=removal, truncate=False, append=append)
-        overrides = self.check_overrides(attention_override, [len(enc.input_ids)])
-        with torch.no_grad():
-            out, hook = self.forward(self.batch([enc]), overrides=overrides, capture=True, hidden_states=True)
-        att = torch.stack([hook.weights[i][0] for i in range(self.n_layers)])    # [L, H, n, n]
-        val = torch.stack([hook.values[i][0] for i in range(self.n_layers)])     # [L, H, n, d]
-        logits = out.logits[0, :, self.vocab.OFFSET:].float()                    # [n, n_items]
-        ids = np.array(enc.input_ids)
-        return RecTrace(
-            tokens=self.vocab.convert_ids_to_tokens(enc.input_ids), input_ids=ids,
-            attentions=att.float().cpu().numpy(), values=val.float().cpu().numpy(),
-            hidden_states=torch.stack([h[0] for h in out.hidden_states]).float().cpu().numpy(),
-            logits=logits.cpu().numpy(), probs=torch.softmax(logits, -1).cpu().numpy(),
-            special=ids < self.vocab.OFFSET, task=self.task, labels=self.labels, text=items,
-            removed=enc.removed, removal=removal, overridden=tuple(sorted(overrides)), model_name=self.name,
-            is_causal=False, items=tuple(int(t) - self.vocab.OFFSET if t >= self.vocab.OFFSET else -1 for t in ids),
-            appended=None if isinstance(append, str) else int(append))
+        return cast(RecTrace, super().trace(items, attention_override=attention_override, remove=remove,
+                                            removal=removal, truncate=False, heads=heads, layers=layers,
+                                            append=append))
 
     def predict(self, texts: Items | Sequence[Items], *, attention_override: Override | None = None,
                 remove: Sequence[int] | Sequence[Sequence[int]] | None = None, removal: str = "delete",
                 batch_size: int = 64, truncate: bool = True) -> np.ndarray:
         """Probabilities [batch, n_items] of the next item at the appended [MASK], for one history
         or a list of histories; ``remove`` is one list of positions for all, or one list per history."""
-        return super().predict(self._histories(texts), attention_override=attention_override, remove=remove,
+        return super().predict(texts, attention_override=attention_override, remove=remove,
                                removal=removal, batch_size=batch_size, truncate=truncate)
 
     def recommend(self, items: Items, k: int = 10, *, exclude_seen: bool = False,
