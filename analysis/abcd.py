@@ -17,13 +17,16 @@ import dataclasses
 import string
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from analysis import causal
 from analysis.causal import Graph, PDSTree, pds_tree
 from analysis.models.trace import Trace
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 #: what ``n_samples=None`` means: the model's hidden size, as in the reference implementation
 #: (768 for BERT-base). Other readings: the head dimension (the literal derivation), or 128.
@@ -40,7 +43,7 @@ ATTENTIONS = ("raw", "efficient")
 
 
 def graph_attention(trace: Trace, layer: int = -1, head: Head = 0, *, attention: str = "raw",
-                    basis: str = "value", model: Any = None) -> tuple[np.ndarray, str]:
+                    basis: str = "value", model: TracedModel | None = None) -> tuple[np.ndarray, str]:
     """The matrices the covariance is built from, ``[1, n, n]`` (one head) or ``[H, n, n]``
     (``head="all"``), float64, and a description naming the attention, the basis and the nullity.
 
@@ -73,7 +76,7 @@ def _covariance(mats: np.ndarray) -> np.ndarray:
 
 
 def attention_covariance(trace: Trace, layer: int = -1, head: Head = 0, *, attention: str = "raw",
-                         basis: str = "value", model: Any = None) -> np.ndarray:
+                         basis: str = "value", model: TracedModel | None = None) -> np.ndarray:
     """``C = A A^T`` (n, n) of one head, or ``sum_h A_h A_h^T`` for ``head="all"``;
     ``attention="efficient"``: ``C = A_eff A_eff^T`` (see :func:`graph_attention`), which may be
     singular (rank <= rank T)."""
@@ -87,7 +90,7 @@ def attention_covariance(trace: Trace, layer: int = -1, head: Head = 0, *, atten
 
 
 def attention_correlation(trace: Trace, layer: int = -1, head: Head = 0, *, attention: str = "raw",
-                          basis: str = "value", model: Any = None) -> np.ndarray:
+                          basis: str = "value", model: TracedModel | None = None) -> np.ndarray:
     """The correlation matrix (n, n) of :func:`attention_covariance`. A token whose row carries
     no variance (an efficient row ``a P = 0``: its head output is zero) gets unit variance and
     zero correlation with every other token, so it is independent of all (an isolated node)."""
@@ -143,7 +146,7 @@ def learn_graph(trace: Trace, *, layer: int = -1, head: Head = 0, algorithm: str
                 alpha: float = 0.01, n_samples: float | str | None = None,
                 nodes: str | Sequence[int] = "all", max_r: int | None = None, keep: Sequence[int] = (),
                 callback: Any = None, order: bool | None = None, stable: bool = False,
-                attention: str = "raw", basis: str = "value", model: Any = None) -> Graph:
+                attention: str = "raw", basis: str = "value", model: TracedModel | None = None) -> Graph:
     """Causal graph over the tokens of one head (or a pooled layer) of a trace.
 
     Node ids are token positions, labels the token strings. ``n_samples`` defaults to the
@@ -286,7 +289,7 @@ def _rank(reference: np.ndarray | None, k: int) -> int:
     return 1 + int(np.sum(reference > reference[k]) + np.sum(reference[:k] == reference[k]))
 
 
-def _check_sets(model: Any, text: Any, sets: Sequence[tuple[int, ...]], depths: Sequence[int],
+def _check_sets(model: TracedModel, text: Any, sets: Sequence[tuple[int, ...]], depths: Sequence[int],
                 removal: str, original: int, reference: np.ndarray | None = None) -> list[Check]:
     """Re-run the model without each set, all sets in one batched call; ``reference`` is the
     original output, for the rank of each new top-1 in it."""
@@ -298,7 +301,7 @@ def _check_sets(model: Any, text: Any, sets: Sequence[tuple[int, ...]], depths: 
             for s, d, p, k in zip(sets, depths, probs, preds)]
 
 
-def attention_baseline(model: Any, trace: Trace, *, target: int, layer: int, head: Head, candidates: Sequence[int],
+def attention_baseline(model: TracedModel, trace: Trace, *, target: int, layer: int, head: Head, candidates: Sequence[int],
                        removal: str, original: int, max_size: int | None = None,
                        reference: np.ndarray | None = None, progress: Progress | None = None) -> Baseline:
     """Remove the top-k tokens by the target's attention (k = 1, 2, ...) until the output changes
@@ -323,7 +326,7 @@ def default_target(trace: Trace) -> int:
     return trace.n_tokens - 1 if trace.is_causal else 0
 
 
-def explain(model: Any, text: Any, *, target: int | None = None, layer: int = -1, head: Head = 0,
+def explain(model: TracedModel, text: Any, *, target: int | None = None, layer: int = -1, head: Head = 0,
             algorithm: str = "icd", alpha: float = 0.01, n_samples: float | str | None = None,
             nodes: str | Sequence[int] = "content", max_set_size: int | None = None,
             max_calls: int | None = DEFAULT_MAX_CALLS, max_range: int | None = None,
@@ -353,7 +356,8 @@ def explain(model: Any, text: Any, *, target: int | None = None, layer: int = -1
     The baseline's calls are not part of CLEANN's budget
     (``baseline_max_size=0`` skips it).
 
-    A model with ``explanation_trace(text, top1) -> (trace, target)`` (a recommender) is
+    An abductive model (``model.abductive``: a recommender, with ``explanation_trace(text, top1) ->
+    (trace, target)``) is
     traced through it: the abductive step appends the recommended item, which becomes the
     default target; sets are positions of the input (the history) and are checked on it.
     """
@@ -361,7 +365,7 @@ def explain(model: Any, text: Any, *, target: int | None = None, layer: int = -1
     budget = Budget(max_calls, max_set_size)
     probs = model.predict([text])[0]        # the output the checks compare against: [classes] or [vocab]
     original = int(np.argmax(probs))
-    abduce = model.explanation_trace if getattr(model, "abductive", False) else None   # TracedModel capability
+    abduce = model.explanation_trace if model.abductive else None
     if abduce is not None:
         trace, auto_target = abduce(text, original)
     else:
@@ -416,7 +420,7 @@ CHUNK = 32
 TOKENS_PER_REPORT = 512
 
 
-def _search_tree(model: Any, text: Any, tree: PDSTree, target: int, budget: Budget, removal: str, original: int,
+def _search_tree(model: TracedModel, text: Any, tree: PDSTree, target: int, budget: Budget, removal: str, original: int,
                  probs: np.ndarray, progress: Progress | None, n_candidates: int, n_tokens: int = 1
                  ) -> tuple[list[Check], list[list[int]], int | None, str, int]:
     """CLEANN's search by size within ``budget``: (checks, sets, size, stopped, searched_size)."""

@@ -24,13 +24,16 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from analysis.metrics import jsd, kl, tvd
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["ModelConsistentAdversary", "train_adversary", "TRAINABLE"]
 
@@ -41,7 +44,7 @@ TRAINABLE = ("attention", "all")
 class ModelConsistentAdversary:
     """The trained adversarial model and how far it is from the base, per example."""
 
-    model: Any                 # AttentionClassifier: the adversary, same interface as the base
+    model: TracedModel                 # AttentionClassifier: the adversary, same interface as the base
     base: Any                  # the base model (untouched)
     tvd: np.ndarray            # [N] prediction TVD(y_adv, y) per example
     jsd: np.ndarray            # [N] attention JSD(a_adv, a) per example, bits
@@ -66,7 +69,7 @@ def _texts(dataset: Any) -> list[str]:
     return texts
 
 
-def _validate(model: Any, lam: float, epochs: int, lr: float, batch_size: int, trainable: str) -> None:
+def _validate(model: TracedModel, lam: float, epochs: int, lr: float, batch_size: int, trainable: str) -> None:
     from analysis.zoo.attention_classifier import AttentionClassifier
 
     if not isinstance(model, AttentionClassifier):
@@ -95,7 +98,7 @@ def _divergences(p_adv, p, a_adv, a) -> tuple[Any, Any, Any]:
     return tvd(p_adv, p), kl(a_adv, a), jsd(a_adv, a)
 
 
-def train_adversary(model: Any, dataset: Any, *, lam: float = 1.0, epochs: int = 3, lr: float = 1e-3,
+def train_adversary(model: TracedModel, dataset: Any, *, lam: float = 1.0, epochs: int = 3, lr: float = 1e-3,
                     batch_size: int = 32, trainable: str = "attention", seed: int = 0,
                     progress: bool = True) -> ModelConsistentAdversary:
     """Train Wiegreffe & Pinter's adversary of ``model`` on ``dataset`` (texts; labels unused) with
@@ -148,7 +151,7 @@ def train_adversary(model: Any, dataset: Any, *, lam: float = 1.0, epochs: int =
                                     trainable=trainable, seed=int(seed))
 
 
-def _measure(model: Any, adversary: Any, encoded: Sequence[Any], batch_size: int
+def _measure(model: TracedModel, adversary: TracedModel, encoded: Sequence[Any], batch_size: int
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-example TVD, KL, JSD and unchanged-prediction flags, in input order."""
     n = len(encoded)

@@ -54,10 +54,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import nnls
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["EfficientAttention", "decompose", "decompose_layer", "decompose_matrix", "basis_matrix",
            "jacobian_basis", "output_projection", "BASES"]
@@ -247,7 +250,7 @@ def decompose_matrix(attention: np.ndarray, t: np.ndarray, *, rtol: float | None
 _OUTPUT_NAMES = ("o_proj", "out_proj", "out_lin", "c_proj")   # Llama / many, DistilBERT, GPT-2
 
 
-def output_projection(model: Any, layer: int) -> np.ndarray:
+def output_projection(model: TracedModel, layer: int) -> np.ndarray:
     """The output projection of ``layer`` as ``W`` [H * d_head, D] acting on the concatenated
     head outputs (``out = concat_h(A_h V_h) @ W + b``); head ``h`` uses rows ``h*d:(h+1)*d``."""
     if not -model.n_layers <= layer < model.n_layers:
@@ -266,7 +269,7 @@ def output_projection(model: Any, layer: int) -> np.ndarray:
     return w if type(found).__name__ == "Conv1D" else w.T   # GPT-2's Conv1D stores [in, out]
 
 
-def jacobian_basis(model: Any, trace: Any, layer: int, head: int, logit: int | str | None = None) -> np.ndarray:
+def jacobian_basis(model: TracedModel, trace: Any, layer: int, head: int, logit: int | str | None = None) -> np.ndarray:
     """``T = (d logit / d A)^T`` [n, n] (``[n, n * classes]`` for ``logit="all"``) for one head of a
     trace of ``model``: column ``q`` is ``V_h g_q``, ``g_q`` the logit's gradient at the head's output
     of query ``q`` (first order; see the module docstring)."""
@@ -312,7 +315,7 @@ def jacobian_basis(model: Any, trace: Any, layer: int, head: int, logit: int | s
 
 
 def basis_matrix(trace: Any, layer: int, head: int, basis: str | np.ndarray = "value",
-                 model: Any = None, logit: int | str | None = None) -> np.ndarray:
+                 model: TracedModel | None = None, logit: int | str | None = None) -> np.ndarray:
     """``T`` [n, k] for one head of a trace: see the module docstring for the bases."""
     if not isinstance(basis, str):
         t = np.asarray(basis, dtype=np.float64)
@@ -343,7 +346,7 @@ def basis_matrix(trace: Any, layer: int, head: int, basis: str | np.ndarray = "v
 
 
 def decompose(trace: Any, layer: int, head: int, *, basis: str | np.ndarray = "value",
-              rtol: float | None = None, model: Any = None, unit_rows: bool = False,
+              rtol: float | None = None, model: TracedModel | None = None, unit_rows: bool = False,
               simplex: bool = False, logit: int | str | None = None) -> EfficientAttention:
     """Efficient/null split of ``trace.attentions[layer, head]`` [n, n] (one head; see
     :func:`decompose_layer` for all heads of a layer). ``logit``: for ``basis="jacobian"``."""
@@ -358,7 +361,7 @@ def decompose(trace: Any, layer: int, head: int, *, basis: str | np.ndarray = "v
 
 
 def decompose_layer(trace: Any, layer: int, *, basis: str | np.ndarray = "value", rtol: float | None = None,
-                    model: Any = None, unit_rows: bool = False, simplex: bool = False,
+                    model: TracedModel | None = None, unit_rows: bool = False, simplex: bool = False,
                     logit: int | str | None = None) -> tuple[EfficientAttention, ...]:
     """One :class:`EfficientAttention` per head of ``layer`` (one batched SVD for the layer)."""
     layer, _ = trace.check_head(layer, "all")

@@ -28,13 +28,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from analysis.efficient import decompose
 from analysis.metrics import jsd, tvd
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["InterventionResult", "efficient", "add_null", "shift_efficient", "uniform", "zero",
            "remove_tokens", "INTERVENTIONS", "output_logits", "random_component",
@@ -81,7 +84,7 @@ class InterventionResult:
 
 
 # --------------------------------------------------------------------------- running the model
-def output_logits(model: Any, text: str, *, attention_override: Mapping | None = None,
+def output_logits(model: TracedModel, text: str, *, attention_override: Mapping | None = None,
                   remove: Sequence[int] | None = None, removal: str = "delete") -> np.ndarray:
     """The logits ``model.predict`` turns into probabilities [C], for one text (float64)."""
     enc = model.encode(text, remove=remove, removal=removal)
@@ -97,7 +100,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def _finish(model: Any, text: str, name: str, message: str, *, override: dict | None = None,
+def _finish(model: TracedModel, text: str, name: str, message: str, *, override: dict | None = None,
             remove: Sequence[int] | None = None, removal: str = "delete") -> InterventionResult:
     before = output_logits(model, text)
     after = output_logits(model, text, attention_override=override, remove=remove, removal=removal)
@@ -108,7 +111,7 @@ def _finish(model: Any, text: str, name: str, message: str, *, override: dict | 
                               removal=removal if remove else "", message=message)
 
 
-def _heads(model: Any, trace: Any, layer: int, head: Head) -> tuple[int, list[int]]:
+def _heads(model: TracedModel, trace: Any, layer: int, head: Head) -> tuple[int, list[int]]:
     """Normalised layer and the list of heads (``"all"`` = every head of the layer)."""
     if head == "mean":
         raise ValueError(f"head must be an int in 0..{model.n_heads - 1} or 'all', not 'mean'")
@@ -116,7 +119,7 @@ def _heads(model: Any, trace: Any, layer: int, head: Head) -> tuple[int, list[in
     return layer, (list(range(trace.n_heads)) if head == "all" else [head])
 
 
-def _trace(model: Any, text: str, trace: Any) -> Any:
+def _trace(model: TracedModel, text: str, trace: Any) -> Any:
     """``trace`` if given (it must be this text's plain trace), else a fresh one."""
     if trace is None:
         return model.trace(text)
@@ -131,7 +134,7 @@ def _where(layer: int, heads: list[int]) -> str:
 
 
 # --------------------------------------------------------------------------- interventions
-def efficient(model: Any, text: str, layer: int, head: Head, *, basis: str = "value",
+def efficient(model: TracedModel, text: str, layer: int, head: Head, *, basis: str = "value",
               unit_rows: bool = False, simplex: bool = False, trace: Any = None) -> InterventionResult:
     """Replace the head(s) by the efficient attention ``A P``: the output must not move with
     ``basis="value"`` (also with ``unit_rows``/``simplex``, which keep ``A T`` too)."""
@@ -156,7 +159,7 @@ def random_component(part: Any, rng: np.random.Generator, *, scale: float, insid
     return c * (scale * np.linalg.norm(part.attention) / norm) if norm > 1e-12 else np.zeros_like(c)
 
 
-def _perturb(model: Any, text: str, layer: int, head: Head, *, scale: float, seed: int, basis: str,
+def _perturb(model: TracedModel, text: str, layer: int, head: Head, *, scale: float, seed: int, basis: str,
              trace: Any, inside: bool) -> InterventionResult:
     if not np.isfinite(scale):
         raise ValueError(f"scale must be finite, got {scale}")
@@ -172,19 +175,19 @@ def _perturb(model: Any, text: str, layer: int, head: Head, *, scale: float, see
                    f"norm {scale:g} x ||A||, seed {seed}, {basis} basis{note}", override=override)
 
 
-def add_null(model: Any, text: str, layer: int, head: Head, *, scale: float = 1.0, seed: int = 0,
+def add_null(model: TracedModel, text: str, layer: int, head: Head, *, scale: float = 1.0, seed: int = 0,
              basis: str = "value", trace: Any = None) -> InterventionResult:
     """``A + N`` with ``N T = 0`` random, ``||N|| = scale ||A||``: the output must not move."""
     return _perturb(model, text, layer, head, scale=scale, seed=seed, basis=basis, trace=trace, inside=False)
 
 
-def shift_efficient(model: Any, text: str, layer: int, head: Head, *, scale: float = 1.0, seed: int = 0,
+def shift_efficient(model: TracedModel, text: str, layer: int, head: Head, *, scale: float = 1.0, seed: int = 0,
                     basis: str = "value", trace: Any = None) -> InterventionResult:
     """``A + E`` with ``E = E P`` random, ``||E|| = scale ||A||``: moves the efficient attention."""
     return _perturb(model, text, layer, head, scale=scale, seed=seed, basis=basis, trace=trace, inside=True)
 
 
-def uniform(model: Any, text: str, layer: int, head: Head, *, trace: Any = None) -> InterventionResult:
+def uniform(model: TracedModel, text: str, layer: int, head: Head, *, trace: Any = None) -> InterventionResult:
     """Uniform attention over the visible keys (all keys; keys <= query for decoder models)."""
     trace = _trace(model, text, trace)
     layer, heads = _heads(model, trace, layer, head)
@@ -196,7 +199,7 @@ def uniform(model: Any, text: str, layer: int, head: Head, *, trace: Any = None)
                    override={(layer, h): matrix for h in heads})
 
 
-def zero(model: Any, text: str, layer: int, head: Head, *, trace: Any = None) -> InterventionResult:
+def zero(model: TracedModel, text: str, layer: int, head: Head, *, trace: Any = None) -> InterventionResult:
     """Zero attention: the head's output (before the output projection and its bias) is zero,
     i.e. the head is ablated."""
     trace = _trace(model, text, trace)
@@ -206,7 +209,7 @@ def zero(model: Any, text: str, layer: int, head: Head, *, trace: Any = None) ->
                    override={(layer, h): np.zeros((n, n)) for h in heads})
 
 
-def remove_tokens(model: Any, text: str, positions: Sequence[int], *, removal: str = "delete") -> InterventionResult:
+def remove_tokens(model: TracedModel, text: str, positions: Sequence[int], *, removal: str = "delete") -> InterventionResult:
     """Remove the tokens at ``positions`` (in the tokenised input) by ``removal``."""
     positions = [int(p) for p in positions]
     if not positions:
@@ -216,7 +219,7 @@ def remove_tokens(model: Any, text: str, positions: Sequence[int], *, removal: s
 
 
 # --------------------------------------------------------------------------- ERASER faithfulness
-def _target_prob(model: Any, text: str, target: int | None, remove: Sequence[int] | None,
+def _target_prob(model: TracedModel, text: str, target: int | None, remove: Sequence[int] | None,
                  removal: str) -> tuple[float, float]:
     """p(target | x) and p(target | x with ``remove`` removed); target defaults to the prediction."""
     before = model.predict(text)[0]
@@ -227,7 +230,7 @@ def _target_prob(model: Any, text: str, target: int | None, remove: Sequence[int
     return float(before[y]), float(after[y])
 
 
-def comprehensiveness(model: Any, text: str, positions: Sequence[int], *, target: int | None = None,
+def comprehensiveness(model: TracedModel, text: str, positions: Sequence[int], *, target: int | None = None,
                       removal: str = "delete") -> float:
     """ERASER comprehensiveness: ``p(y|x) - p(y|x without positions)`` (y: ``target`` or the
     predicted class). Report ``removal`` with the number: it changes it."""
@@ -235,7 +238,7 @@ def comprehensiveness(model: Any, text: str, positions: Sequence[int], *, target
     return before - after
 
 
-def sufficiency(model: Any, text: str, positions: Sequence[int], *, target: int | None = None,
+def sufficiency(model: TracedModel, text: str, positions: Sequence[int], *, target: int | None = None,
                 removal: str = "delete") -> float:
     """ERASER sufficiency: ``p(y|x) - p(y|only positions)``; special tokens ([CLS], [SEP]) are kept."""
     ids = model.encode(text).input_ids
@@ -245,7 +248,7 @@ def sufficiency(model: Any, text: str, positions: Sequence[int], *, target: int 
     return before - after
 
 
-def aopc(model: Any, text: str, ranking: Sequence[int], *, metric: str = "comprehensiveness",
+def aopc(model: TracedModel, text: str, ranking: Sequence[int], *, metric: str = "comprehensiveness",
          fractions: Sequence[float] = (0.01, 0.05, 0.1, 0.2, 0.5), target: int | None = None,
          removal: str = "delete") -> float:
     """Mean of ``metric`` over the top ``ceil(f * len(ranking))`` positions of ``ranking`` (most

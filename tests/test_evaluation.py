@@ -36,6 +36,9 @@ class TwoTokenModel:
     task = "sequence-classification"
     labels = ("negative", "positive")
     n_layers, n_heads = 1, 2
+    # the TracedModel capabilities the analysis reads (this fake writes its own trace/predict)
+    kind, input_kind = "toy", "text"
+    abductive = query_independent = is_causal = False
 
     def tokens(self, text: str) -> list[str]:
         return ["[CLS]", *text.split(), "[SEP]"]

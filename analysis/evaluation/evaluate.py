@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from analysis import abcd
 from analysis.abcd import Budget
@@ -15,6 +15,9 @@ from analysis.evaluation.explainers import (
     seed_of,
 )
 from analysis.evaluation.metrics import eraser, exhaustive_agreement, result_row
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["evaluate_input", "check_methods"]
 
@@ -30,7 +33,7 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(methods))
 
 
-def evaluate_input(model: Any, text: Any, *, methods: Sequence[str] = METHODS, budget: Budget | None = None,
+def evaluate_input(model: TracedModel, text: Any, *, methods: Sequence[str] = METHODS, budget: Budget | None = None,
                    heads: Sequence[int | str] = (0, "all"), layer: int = -1, removal: str = "delete",
                    nodes: str = "content", seed: int = 0, max_exhaustive: int = MAX_EXHAUSTIVE,
                    metrics: bool = True, ig_steps: int = 32, **cleann_options: Any) -> list[dict[str, Any]]:

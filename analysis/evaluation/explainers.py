@@ -23,12 +23,15 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from analysis import abcd
 from analysis.abcd import Budget
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["METHODS", "RANKING_METHODS", "MAX_EXHAUSTIVE", "MethodResult", "run_method", "candidates_of",
            "cleann_ranking", "seed_of"]
@@ -97,7 +100,7 @@ def candidates_of(trace: Any, target: int, nodes: str | Sequence[int] = "content
 class _Checker:
     """Batched removal checks against the original top-1, counting calls per size."""
 
-    def __init__(self, model: Any, text: Any, original: int, removal: str) -> None:
+    def __init__(self, model: TracedModel, text: Any, original: int, removal: str) -> None:
         self.model, self.text, self.original, self.removal = model, text, original, removal
         self.calls_by_size: dict[int, int] = {}
 
@@ -185,7 +188,7 @@ def _rank(scores: np.ndarray, cands: Sequence[int]) -> tuple[int, ...]:
 
 
 def attention_row(trace: Any, layer: int, head: int | str, target: int, *, efficient: bool = False,
-                  model: Any = None) -> np.ndarray:
+                  model: TracedModel | None = None) -> np.ndarray:
     """The target's attention row [n] (head mean for ``head="all"``), raw or efficient
     (``analysis.efficient.decompose``, value basis)."""
     from analysis import efficient as eff
@@ -211,7 +214,7 @@ def rollout_row(trace: Any, target: int) -> np.ndarray:
     return r[target]
 
 
-def gradient_scores(model: Any, text: str, original: int, *, integrated: bool, n_steps: int = 32
+def gradient_scores(model: TracedModel, text: str, original: int, *, integrated: bool, n_steps: int = 32
                     ) -> tuple[np.ndarray, int, float]:
     """Per-token attributions [n] to p(original class) through captum on the word embeddings:
     gradient x input (``LayerGradientXActivation``) or integrated gradients
@@ -220,7 +223,7 @@ def gradient_scores(model: Any, text: str, original: int, *, integrated: bool, n
     import torch
     from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
-    if getattr(model, "task", None) != "sequence-classification" or not hasattr(model, "module"):
+    if model.kind != "transformer" or model.task != "sequence-classification":
         raise ValueError("gradient x input and integrated gradients need a Hugging Face sequence classifier "
                          "(analysis.load_model); this model is not one")
     enc = model.encode(text)
@@ -242,7 +245,7 @@ def gradient_scores(model: Any, text: str, original: int, *, integrated: bool, n
     return attr.sum(-1)[0].detach().cpu().numpy().astype(np.float64), 1, 0.0
 
 
-def leave_one_out_scores(model: Any, text: str, original: int, cands: Sequence[int], removal: str) -> np.ndarray:
+def leave_one_out_scores(model: TracedModel, text: str, original: int, cands: Sequence[int], removal: str) -> np.ndarray:
     """Drop in p(original class) when each candidate alone is removed [n] (0 elsewhere)."""
     p0 = model.predict([text])[0][original]
     probs = model.predict([text] * len(cands), remove=[[i] for i in cands], removal=removal)
@@ -267,7 +270,7 @@ def cleann_ranking(e: abcd.Explanation, cands: Sequence[int]) -> tuple[int, ...]
 
 
 # --------------------------------------------------------------------------- the interface
-def run_method(method: str, model: Any, text: Any, budget: Budget, *, layer: int = -1, head: int | str = 0,
+def run_method(method: str, model: TracedModel, text: Any, budget: Budget, *, layer: int = -1, head: int | str = 0,
                removal: str = "delete", nodes: str | Sequence[int] = "content", seed: int = 0,
                calls_by_size: dict[int, int] | None = None, trace: Any = None, target: int | None = None,
                ig_steps: int = 32, max_exhaustive: int = MAX_EXHAUSTIVE, **cleann_options: Any) -> MethodResult:

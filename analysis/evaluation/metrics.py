@@ -15,11 +15,14 @@ inputs are checked in one batched ``model.predict``.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from analysis.evaluation.explainers import MethodResult
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["FRACTIONS", "eraser", "exhaustive_agreement", "result_row"]
 
@@ -30,7 +33,7 @@ def _top(ranking: Sequence[int], q: float) -> list[int]:
     return sorted(ranking[: max(1, math.ceil(q * len(ranking)))])
 
 
-def eraser(model: Any, text: Any, ranking: Sequence[int], *, removable: Sequence[int], original: int | None = None,
+def eraser(model: TracedModel, text: Any, ranking: Sequence[int], *, removable: Sequence[int], original: int | None = None,
            removal: str = "delete", fractions: Sequence[float] = FRACTIONS) -> dict[str, float]:
     """Comprehensiveness and sufficiency at each fraction and their AOPCs, for ``ranking`` (candidate
     positions, most important first); ``removable``: every non-special position (what sufficiency

@@ -18,12 +18,15 @@ Heads are stored as strings ("0", "11", "all") so tables round-trip through CSV.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from analysis import abcd
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["explanation_row", "explanation_table", "summarize_explanations", "graph_sweep", "DEFAULT_ALPHAS",
            "DEFAULT_N_SAMPLES"]
@@ -74,7 +77,7 @@ def explanation_row(e: abcd.Explanation, *, max_set_size: int | None = None) -> 
     }
 
 
-def explanation_table(model: Any, texts: Sequence[str], *, layers: Iterable[int] = (-1,),
+def explanation_table(model: TracedModel, texts: Sequence[str], *, layers: Iterable[int] = (-1,),
                       heads: Iterable[int | str] = (0, "all"), max_set_size: int = 3, removal: str = "delete",
                       algorithm: str = "icd", alpha: float = 0.01, n_samples: float | str | None = None,
                       nodes: str = "content", dataset: str = "", progress: bool = False, workers: int = 1,
@@ -93,7 +96,7 @@ def explanation_table(model: Any, texts: Sequence[str], *, layers: Iterable[int]
                            scheduler=scheduler, out=out)
 
 
-def _through_runner(task: str, model: Any, texts: list[str], dataset: str, settings: dict, *, progress: bool,
+def _through_runner(task: str, model: TracedModel, texts: list[str], dataset: str, settings: dict, *, progress: bool,
                     workers: int, scheduler: Any, out: Any) -> pd.DataFrame:
     """One unit per (already cut) text of ``task``; the runner's table without its bookkeeping
     columns; an error if a unit failed (finished units stay in ``out``)."""
@@ -148,7 +151,7 @@ def _n_samples_label(choice: float | str) -> str:
     return choice if isinstance(choice, str) else f"{choice:g}"
 
 
-def graph_sweep(model: Any, texts: Sequence[str], *, alphas: Sequence[float] = DEFAULT_ALPHAS,
+def graph_sweep(model: TracedModel, texts: Sequence[str], *, alphas: Sequence[float] = DEFAULT_ALPHAS,
                 n_samples: Sequence[float | str] = DEFAULT_N_SAMPLES, layer: int = -1, head: int | str = 0,
                 algorithm: str = "icd", nodes: str = "content", explain: bool = False, max_set_size: int = 2,
                 removal: str = "delete", dataset: str = "", progress: bool = False, workers: int = 1,

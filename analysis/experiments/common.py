@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from analysis.files import atomic_path
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["capped", "sample_texts", "save_table", "fast_mode"]
 
@@ -17,7 +20,7 @@ def fast_mode() -> bool:
     return os.environ.get("ATTNLAB_FAST") == "1"
 
 
-def capped(model: Any, text: str, max_tokens: int) -> str:
+def capped(model: TracedModel, text: str, max_tokens: int) -> str:
     """``text`` cut to at most ``max_tokens`` tokens (special tokens included), decoded back."""
     if max_tokens < 3:
         raise ValueError(f"max_tokens must be at least 3 (two special tokens and a word), got {max_tokens}")
@@ -25,7 +28,7 @@ def capped(model: Any, text: str, max_tokens: int) -> str:
     return text if len(ids) < max_tokens - 2 else model.tokenizer.decode(ids)
 
 
-def sample_texts(model: Any, dataset: str, n: int, *, max_tokens: int | None = None, seed: int = 0,
+def sample_texts(model: TracedModel, dataset: str, n: int, *, max_tokens: int | None = None, seed: int = 0,
                  split: str = "test") -> list[str]:
     """``n`` seeded texts of ``dataset`` ("rotten_tomatoes" or "imdb"), each cut to ``max_tokens``
     (default: the model's limit)."""

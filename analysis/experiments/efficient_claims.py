@@ -20,7 +20,7 @@ attention at equal prediction holds by construction.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ from analysis.adversarial import search
 from analysis.efficient import decompose_layer
 from analysis.interventions import output_logits, random_component
 from analysis.metrics import tvd, wasserstein_1d
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["measure", "measure_texts", "measure_record", "records_to_runs", "adversary_rows", "nullity_table", "nullity_summary", "output_table", "wasserstein_table",
            "score", "random_share", "with_null_space", "adversarial_table", "adversarial_summary", "EDITS"]
@@ -50,7 +53,7 @@ def score(probs: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- claims 1-3
-def measure(model: Any, text: str, *, layer: int = -1, seed: int = 0, basis: str = "value",
+def measure(model: TracedModel, text: str, *, layer: int = -1, seed: int = 0, basis: str = "value",
             outputs: bool = True) -> dict[str, Any]:
     """Nullity / row-sum error / negative mass [L, H] of one text, and (``outputs``) the
     original logits [C] and the logits under each edit of :data:`EDITS` (name -> [C])."""
@@ -115,7 +118,7 @@ def records_to_runs(df: pd.DataFrame) -> list[dict[str, Any]]:
     return runs
 
 
-def measure_texts(model: Any, texts: Sequence[str], *, layer: int = -1, seed: int = 0, basis: str = "value",
+def measure_texts(model: TracedModel, texts: Sequence[str], *, layer: int = -1, seed: int = 0, basis: str = "value",
                   outputs: bool = True, progress: bool = False, desc: str = "", workers: int = 1,
                   scheduler: Any = None, out: Any = None, dataset: str = "") -> list[dict[str, Any]]:
     """:func:`measure` for each text (seed ``seed + i`` for text ``i``), through the runner
@@ -201,11 +204,11 @@ def wasserstein_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- claim 4: adversaries
-def _projection(model: Any, trace: Any, layer: int, head: int, basis: str) -> np.ndarray:
+def _projection(model: TracedModel, trace: Any, layer: int, head: int, basis: str) -> np.ndarray:
     return decompose_layer(trace, layer, basis=basis, model=model)[head].projection
 
 
-def random_share(model: Any, text: str, layer: int, head: int, k: int, seed: int, *,
+def random_share(model: TracedModel, text: str, layer: int, head: int, k: int, seed: int, *,
                  basis: str = "value") -> float:
     """Reference: mean ``||(R - A) P|| / ||R - A||`` for ``k`` unconstrained random attentions R
     (softmax of 3 N(0, 1) logits over the visible keys, as the search starts; one shared row
@@ -214,7 +217,7 @@ def random_share(model: Any, text: str, layer: int, head: int, k: int, seed: int
     p = _projection(model, trace, layer, head, basis)
     a = trace.attentions[layer, head].astype(np.float64)
     n = a.shape[0]
-    rows = 1 if getattr(model, "query_independent", False) else n
+    rows = 1 if model.query_independent else n
     logits = np.broadcast_to(3 * np.random.default_rng(seed).standard_normal((k, rows, n)), (k, n, n))
     if model.is_causal:
         logits = np.where(np.tril(np.ones((n, n), dtype=bool)), logits, -np.inf)
@@ -224,7 +227,7 @@ def random_share(model: Any, text: str, layer: int, head: int, k: int, seed: int
     return float(np.mean(np.linalg.norm(d @ p, axis=(1, 2)) / np.linalg.norm(d, axis=(1, 2))))
 
 
-def with_null_space(model: Any, texts: Sequence[str], *, layer: int, head: int, n: int, max_tokens: int,
+def with_null_space(model: TracedModel, texts: Sequence[str], *, layer: int, head: int, n: int, max_tokens: int,
                     basis: str = "value") -> list[str]:
     """The first ``n`` texts (cut to ``max_tokens``) whose head has nullity > 0: with nullity 0
     every adversary's efficient attention is itself (share 1), so the question is empty there."""
@@ -240,7 +243,7 @@ def with_null_space(model: Any, texts: Sequence[str], *, layer: int, head: int, 
     return chosen
 
 
-def adversary_rows(model: Any, text: str, text_id: int, *, layer: int, head: int = 0, k: int = 5,
+def adversary_rows(model: TracedModel, text: str, text_id: int, *, layer: int, head: int = 0, k: int = 5,
                    eps: float = 0.01, steps: int = 500, seed: int = 0, basis: str = "value", dataset: str = "",
                    model_name: str = "") -> list[dict[str, Any]]:
     """The rows of :func:`adversarial_table` for one text (``layer`` already in range)."""
@@ -262,7 +265,7 @@ def adversary_rows(model: Any, text: str, text_id: int, *, layer: int, head: int
              "k": k, "eps": eps, "steps": steps} for j in range(r.k)]
 
 
-def adversarial_table(model: Any, texts: Sequence[str], *, layer: int, head: int = 0, k: int = 5,
+def adversarial_table(model: TracedModel, texts: Sequence[str], *, layer: int, head: int = 0, k: int = 5,
                       eps: float = 0.01, steps: int = 500, seed: int = 0, basis: str = "value",
                       dataset: str = "", model_name: str = "", progress: bool = False, workers: int = 1,
                       scheduler: Any = None, out: Any = None) -> pd.DataFrame:

@@ -8,7 +8,7 @@ inputs, ``run_unit`` explains one (deterministic given the unit: seeds derive fr
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -22,6 +22,9 @@ from analysis.evaluation import (
     summarize_results,
 )
 from analysis.evaluation.explainers import MAX_EXHAUSTIVE
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["NAME", "DEFAULT_MODEL", "DEFAULT_SETTINGS", "make_units", "run_unit", "summarize",
            "faithfulness_table"]
@@ -67,7 +70,7 @@ def make_units(*, dataset: str = "rotten_tomatoes", n: int = 300, seed: int = 0,
     return units
 
 
-def run_unit(model: Any, unit: dict) -> list[dict]:
+def run_unit(model: TracedModel, unit: dict) -> list[dict]:
     """Tidy rows (one per method x head) for one unit; random search is seeded from the unit's id."""
     s = {**DEFAULT_SETTINGS, **unit.get("settings", {})}
     rows = evaluate_input(model, unit["text"], methods=s["methods"], budget=Budget(s["max_calls"], s["max_set_size"]),
@@ -90,7 +93,7 @@ def summarize(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def faithfulness_table(model: Any, texts: Sequence[str], *, dataset: str = "", progress: bool = False,
+def faithfulness_table(model: TracedModel, texts: Sequence[str], *, dataset: str = "", progress: bool = False,
                        **settings: Any) -> pd.DataFrame:
     """:func:`run_unit` over ``texts`` in this process (notebooks, tests); settings as in
     :func:`make_units`."""

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -26,6 +26,9 @@ from analysis.experiments import abcd_sentiment as ab
 from analysis.figures import paper as pf
 from analysis.experiments import efficient_claims as ec
 from analysis.experiments.common import fast_mode, sample_texts, save_table
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["Sizes", "FULL", "FAST", "PaperRun", "FigureSpec", "FIGURES", "figure_names", "make_figure",
            "make_figures", "EXAMPLES"]
@@ -78,7 +81,7 @@ class PaperRun:
     ``attention-classifier-rt`` (tests pass tiny ones). ``fast=None`` reads ``ATTNLAB_FAST``.
     """
 
-    def __init__(self, *, fast: bool | None = None, sizes: Sizes | None = None, model: Any = None,
+    def __init__(self, *, fast: bool | None = None, sizes: Sizes | None = None, model: TracedModel | None = None,
                  classifier: Any = None, seed: int = 0, progress: bool = False, log: Callable[[str], Any] | None = None,
                  workers: int = 1, scheduler: Any = None, results: str | Path | None = None) -> None:
         self.fast = fast_mode() if fast is None else bool(fast)
@@ -124,7 +127,7 @@ class PaperRun:
             self._models["classifier"] = load_model("attention-classifier-rt")
         return self._models["classifier"]
 
-    def texts(self, dataset: str, n: int, max_tokens: int | None = None, model: Any = None) -> list[str]:
+    def texts(self, dataset: str, n: int, max_tokens: int | None = None, model: TracedModel | None = None) -> list[str]:
         """Seeded test texts of ``dataset``, cut to ``max_tokens`` for ``model``."""
         m = model or self.model
         return self._cached(f"texts:{getattr(m, 'name', '')}:{dataset}:{n}:{max_tokens}",

@@ -34,12 +34,15 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
 from analysis.files import atomic_path
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["run", "unit_seed", "unit_hash", "model_fingerprint", "load_results", "status", "summarize",
            "read_manifest", "SettingsMismatch"]
@@ -82,7 +85,7 @@ def unit_seed(unit_id: str) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def model_fingerprint(model: Any) -> str:
+def model_fingerprint(model: TracedModel) -> str:
     """sha256 over the parameter bytes (sorted by name), the class and the config of ``model``
     (an attnlab ``Model``, a torch module, or any picklable object: its pickle)."""
     module = getattr(model, "module", model)
@@ -173,7 +176,7 @@ def _rebuild_model(cls: Any, config: Any, state: dict, tokenizer: Any, task: str
     return Model(module.eval(), tokenizer, task=task, name=name, device=_pick_device(device))
 
 
-def _dumps(model: Any) -> bytes:
+def _dumps(model: TracedModel) -> bytes:
     """The model's pickle. An attnlab ``Model`` travels as (class, config, weights, tokenizer):
     its module carries transformers' forward hooks, which do not pickle; anything else goes
     through cloudpickle."""
@@ -216,7 +219,7 @@ def _seed_everything(seed: int) -> None:
         sys.modules["torch"].manual_seed(seed)
 
 
-def _run_one(task: Any, model: Any, unit: dict, uhash: str) -> _Result:
+def _run_one(task: Any, model: TracedModel, unit: dict, uhash: str) -> _Result:
     """Run one unit (seeded from its id); retried once if it raises, then recorded as failed."""
     start = time.perf_counter()
     error = None
@@ -385,7 +388,7 @@ def _connect(scheduler: Any, timeout: float) -> tuple[Any, bool]:
             f"and workers with `dask worker {scheduler}` (nothing was started or written)") from e
 
 
-def _iter_local(task: Any, model: Any, work: list, size: int) -> Iterator[list[_Result]]:
+def _iter_local(task: Any, model: TracedModel, work: list, size: int) -> Iterator[list[_Result]]:
     for chunk in _chunks(work, size):
         yield [_run_one(task, model, u, h) for u, h in chunk]
 
@@ -412,7 +415,7 @@ def _iter_dask(task: Any, spec: _ModelSpec, work: list, size: int, client: Any) 
 # --------------------------------------------------------------------------- the runner
 def run(task: Any, units: Sequence[dict], *, workers: int | None = None, scheduler: Any = None,
         out: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
-        settings: dict | None = None, model: Any = None, chunk_size: int | None = None,
+        settings: dict | None = None, model: TracedModel | str | None = None, chunk_size: int | None = None,
         connect_timeout: float = 8.0) -> pd.DataFrame:
     """Run ``task`` (a name of the registry or a :class:`~analysis.experiments.tasks.Task`) on
     every unit (dicts with a unique str ``"id"``) and return the tidy table: ``unit_id``, the
@@ -449,7 +452,7 @@ def run(task: Any, units: Sequence[dict], *, workers: int | None = None, schedul
             client.close()
 
 
-def _resolve_model(task: Any, model: Any) -> tuple[Any, bool, str | None]:
+def _resolve_model(task: Any, model: TracedModel | str | None) -> tuple[Any, bool, str | None]:
     """(model object, given by name?, name)."""
     if model is None or isinstance(model, (str, os.PathLike)):
         from analysis import load_model
@@ -460,7 +463,7 @@ def _resolve_model(task: Any, model: Any) -> tuple[Any, bool, str | None]:
 
 
 def _run(task: Any, units: list, ids: list, hashes: list, *, workers: int | None, client: Any, out: Any,
-         resume: bool, progress: bool, settings: dict | None, model: Any, chunk_size: int | None) -> pd.DataFrame:
+         resume: bool, progress: bool, settings: dict | None, model: TracedModel | str | None, chunk_size: int | None) -> pd.DataFrame:
     model, by_name, name = _resolve_model(task, model)
     fingerprint = model_fingerprint(model)
     manifest = {"task": task.name, "settings": _canonical(settings or {}), "version": _version(),
@@ -500,7 +503,7 @@ def _run(task: Any, units: list, ids: list, hashes: list, *, workers: int | None
             lock.release()
 
 
-def _execute(task: Any, model: Any, by_name: bool, name: str | None, fingerprint: str, work: list, ids: list,
+def _execute(task: Any, model: TracedModel, by_name: bool, name: str | None, fingerprint: str, work: list, ids: list,
              out: Path | None, *, workers: int | None, client: Any, progress: bool, chunk_size: int | None,
              n_reused: int) -> pd.DataFrame:
     from tqdm.auto import tqdm

@@ -20,9 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import import_module
 from types import ModuleType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 __all__ = ["Task", "TASKS", "get_task", "task_names", "task_from_module"]
 
@@ -93,7 +96,7 @@ def _text_units(dataset: str, n: int, seed: int, max_tokens: int | None, setting
              "cut": True, **settings} for i, t in enumerate(_dataset_texts(dataset, n, seed))]
 
 
-def _unit_text(model: Any, unit: dict) -> str:
+def _unit_text(model: TracedModel, unit: dict) -> str:
     """The unit's text, cut to ``max_tokens`` (default: the model's limit) unless already cut."""
     from analysis.experiments.common import capped
 
@@ -113,7 +116,7 @@ def _explanation_units(*, dataset: str, n: int, seed: int = 0, max_tokens: int |
         removal=removal, algorithm=algorithm, alpha=float(alpha), n_samples=n_samples, nodes=nodes))
 
 
-def _explanation_rows(model: Any, unit: dict) -> list[dict]:
+def _explanation_rows(model: TracedModel, unit: dict) -> list[dict]:
     """Rows of one text: every layer x head of ``unit`` (see ``abcd_sentiment.explanation_row``)."""
     from analysis import abcd
     from analysis.experiments.abcd_sentiment import _head_value, explanation_row
@@ -153,7 +156,7 @@ def _sweep_units(*, dataset: str, n: int, seed: int = 0, max_tokens: int | None 
         max_set_size=int(max_set_size), removal=removal))
 
 
-def _sweep_rows(model: Any, unit: dict) -> list[dict]:
+def _sweep_rows(model: TracedModel, unit: dict) -> list[dict]:
     """Rows of one text: every alpha x n_samples (graph density; CLEANN sets with ``explain``)."""
     import time
 
@@ -206,7 +209,7 @@ def _efficient_units(*, dataset: str, n: int, seed: int = 0, max_tokens: int | N
     return units
 
 
-def _efficient_rows(model: Any, unit: dict) -> list[dict]:
+def _efficient_rows(model: TracedModel, unit: dict) -> list[dict]:
     """One record of one text: ``efficient_claims.measure`` as lists (see ``measure_record``)."""
     from analysis.experiments.efficient_claims import measure, measure_record
 
@@ -245,7 +248,7 @@ def _adversarial_units(*, dataset: str, n: int, seed: int = 0, max_tokens: int |
     return units
 
 
-def _adversarial_rows(model: Any, unit: dict) -> list[dict]:
+def _adversarial_rows(model: TracedModel, unit: dict) -> list[dict]:
     from analysis.experiments.efficient_claims import adversary_rows
 
     return adversary_rows(model, _unit_text(model, unit), unit["text_id"], layer=unit["layer"] % model.n_layers,

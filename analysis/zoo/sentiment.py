@@ -9,9 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 NAME = "minilm-sentiment-rt"
 
@@ -58,7 +61,7 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def evaluate(model: Any, tokenizer: Any, texts: tuple[str, ...], labels: np.ndarray, max_length: int) -> float:
+def evaluate(model: TracedModel, tokenizer: Any, texts: tuple[str, ...], labels: np.ndarray, max_length: int) -> float:
     """Accuracy of a sequence classifier on ``texts`` (batched, no gradients)."""
     import torch
 
