@@ -4,17 +4,25 @@ silently replaced, and never outside the folder the user chose.
 The panels call :func:`output_path` (resolve a typed name inside an output folder),
 :func:`figure_paths` / :func:`export_paths` (add a format's suffix only when absent) and
 :func:`unique_paths` (``name-1.png`` when ``name.png`` exists), then write each file with
-:func:`atomic_path`.
+:func:`atomic_path` (text: :func:`write_atomic`; results as :func:`jsonable` JSON and
+:func:`csv_text` tables).
 """
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
+import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
-__all__ = ["FIGURE_FORMATS", "atomic_path", "export_paths", "figure_paths", "output_path", "unique_paths"]
+import numpy as np
+
+__all__ = ["FIGURE_FORMATS", "atomic_path", "csv_text", "export_paths", "figure_paths", "jsonable", "output_path",
+           "unique_paths", "write_atomic"]
 
 #: figure formats a name may end with (a suffix that picks the format)
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -122,3 +130,45 @@ def unique_paths(paths: Sequence[Path], *, limit: int = 10_000) -> list[Path]:
         if not any(p.exists() or p.is_symlink() for p in names):
             return names
     raise FileExistsError(f"{paths[0].name} and {limit - 1} numbered copies exist already: choose another name")
+
+
+def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to a temporary file next to ``path``, then rename: never half-written;
+    ``overwrite=False`` raises FileExistsError rather than replace a file."""
+    path = Path(path)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        Path(tmp).write_text(data, encoding="utf-8", newline="")
+    return path
+
+
+def jsonable(obj: Any) -> Any:
+    """Numpy arrays and scalars, tuples, dataclasses, paths as plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None if np.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")})
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def csv_text(rows: Sequence[dict]) -> str:
+    """Rows (dicts) as CSV text; the header is the union of keys in first-seen order."""
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields or ["empty"])
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: json.dumps(jsonable(v)) if isinstance(v, (list, tuple, dict, np.ndarray)) else jsonable(v)
+                         for k, v in r.items()})
+    return buf.getvalue()

@@ -13,11 +13,13 @@ from widgets.adversarial import AdversarialPanel
 from widgets.attention import AttentionExplorer
 from widgets.base import Panel
 from widgets.citest import CITestPanel
+from widgets.controls import GraphControls
 from widgets.explanation import ExplanationPanel
 from widgets.graph import CausalGraphPanel
 from widgets.intervention import InterventionPanel
+from widgets.jobs import JobPanel
 from widgets.lab import Lab
 from widgets.session import Session
 
 __all__ = ["AttentionExplorer", "CITestPanel", "CausalGraphPanel", "ExplanationPanel", "AdversarialPanel",
-           "InterventionPanel", "Lab", "Panel", "Session"]
+           "InterventionPanel", "Lab", "Panel", "JobPanel", "GraphControls", "Session"]

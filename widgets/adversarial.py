@@ -8,10 +8,12 @@ from matplotlib.figure import Figure
 
 from analysis.figures import adversarial_figure
 from analysis.figures.panels import PAGE_WIDTH
-from widgets.base import Panel, head_control, head_options, layer_slider, model_line, row
+from widgets.base import model_line, row
+from widgets.controls import head_control, head_options, initial_view, layer_slider
+from widgets.jobs import JobPanel
 
 
-class AdversarialPanel(Panel):
+class AdversarialPanel(JobPanel):
     """Runs ``analysis.adversarial.search`` in the background (progress bar, cancel button):
     ``k`` attention matrices for ``.layer``/``.head`` as far from the original as possible while
     the prediction moves less than ``eps`` (TVD). Shows original vs adversarial attention
@@ -59,7 +61,7 @@ class AdversarialPanel(Panel):
         with self.holding():
             self.layer.max = trace.n_layers - 1
             self.head.options = head_options(trace.n_heads, pooled=False) + [("all heads", "all")]
-            problem = self.take_initial_view(trace, self._initial)
+            problem = initial_view(self.layer, self.head, trace, self._initial)
             self._initial = None
         if problem is not None:
             raise problem

@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from analysis.figures import attention_view, draw_attention_view, token_highlight_html
 from analysis.figures.panels import AttentionView
 from analysis.figures.text import ranked_items_html
-from widgets.base import Panel, layer_slider, model_line, row, token_options
+from widgets.base import Panel, model_line, row
+from widgets.controls import initial_view, layer_slider, token_options
 from widgets.items import TOP_K, is_recommender
 from widgets.render import GridCanvas, HeatmapCanvas
 
@@ -116,7 +117,8 @@ class AttentionExplorer(Panel):
             self.query.value = query if query is not None and query < trace.n_tokens else 0
             if self._initial is not None:       # first draw: the constructor's layer/head/query
                 self.head.value = 0
-            problem = self.take_initial_view(trace, self._initial, lambda query: self._set_query(trace, query))
+            problem = initial_view(self.layer, self.head, trace, self._initial,
+                                   lambda query: self._set_query(trace, query))
             self._initial = None
         self._mode_changed()
         if problem is not None:                 # drawn the default view; now say what was wrong

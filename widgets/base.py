@@ -1,15 +1,13 @@
-"""The common base of every panel: errors shown inside, a busy indicator, save / export /
-copy-as-code, a shared :class:`Session`, and background jobs with progress and cancel."""
+"""The chrome every panel shares: title, text box, status and busy indicator, errors shown
+inside, save / export / copy-as-code, over a shared :class:`Session`. Controls live in
+:mod:`widgets.controls`, background jobs in :mod:`widgets.jobs`, file writing in
+:mod:`analysis.files`."""
 from __future__ import annotations
 
-import csv
-import dataclasses
 import functools
 import html
-import io
 import json
 import os
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,19 +15,20 @@ from typing import Any, Callable, Iterator, Sequence
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
-import numpy as np
 import traitlets
 from matplotlib.figure import Figure
 
 from analysis.figures import save_figure
 from analysis.files import (
-    atomic_path,
+    csv_text,
     export_paths,
     figure_paths,
+    jsonable,
     output_path,
     unique_paths,
+    write_atomic,
 )
-from widgets.items import history_note, is_recommender, position_options
+from widgets.items import history_note, is_recommender
 from widgets.render import figure_png
 from widgets.session import Session
 
@@ -55,75 +54,9 @@ def error_html(exc: BaseException) -> str:
     return f"<div class='attnlab-error' style='{_ERROR_STYLE}'>&#9888; {html.escape(error_text(exc))}</div>"
 
 
-def jsonable(obj: Any) -> Any:
-    """Numpy arrays and scalars, tuples, dataclasses, paths as plain JSON values."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None if np.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")})
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def write_atomic(path: str | os.PathLike, data: str, *, overwrite: bool = True) -> Path:
-    """Write ``data`` to a temporary file next to ``path``, then rename: never half-written;
-    ``overwrite=False`` raises FileExistsError rather than replace a file."""
-    path = Path(path)
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        Path(tmp).write_text(data, encoding="utf-8", newline="")
-    return path
-
-
-def csv_text(rows: Sequence[dict]) -> str:
-    """Rows (dicts) as CSV text; the header is the union of keys in first-seen order."""
-    fields: list[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields or ["empty"])
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: json.dumps(jsonable(v)) if isinstance(v, (list, tuple, dict, np.ndarray)) else jsonable(v)
-                         for k, v in r.items()})
-    return buf.getvalue()
-
-
 def row(*children: W.Widget) -> W.HBox:
     """Controls side by side, wrapping on narrow screens."""
     return W.HBox(list(children), layout=W.Layout(flex_flow="row wrap"))
-
-
-def layer_slider(description: str = "layer") -> W.IntSlider:
-    """An integer slider for an index (layer, head); its range is set when a trace is known."""
-    return W.IntSlider(value=0, min=0, max=1, description=description, continuous_update=False,
-                       layout=W.Layout(width="260px"))
-
-
-def head_control(n_heads: int, *, pooled: bool = False) -> W.Dropdown:
-    """Heads 0..H-1, plus "all (pooled)" when ``pooled``."""
-    return W.Dropdown(options=head_options(n_heads, pooled), value=0, description="head",
-                      layout=W.Layout(width="190px"))
-
-
-def head_options(n_heads: int, pooled: bool) -> list[tuple[str, Any]]:
-    return [(str(h), h) for h in range(n_heads)] + ([("all (pooled)", "all")] if pooled else [])
-
-
-def token_options(tokens: Sequence[str] | Any, *, skip_query: bool = False) -> list[tuple[str, int]]:
-    """Dropdown options ``("3: token", 3)``; given a trace, a recommender's items read
-    ``"3: title (#id)"`` (``skip_query``: without its appended query)."""
-    if hasattr(tokens, "tokens"):
-        return position_options(tokens, skip_query=skip_query)
-    return [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
 
 
 def text_box_labels(model: Any) -> tuple[str, str]:
@@ -154,7 +87,8 @@ def input_note_html(model: Any, text: str) -> str:
 class Panel(W.VBox):
     """A displayable panel over one :class:`Session`.
 
-    Subclasses build ``controls`` and ``views`` and implement ``_refresh`` (recompute and
+    Subclasses build their controls (shared ones from :mod:`widgets.controls`) and views,
+    pass them to ``_layout``, and implement ``_refresh`` (recompute and
     redraw), ``figure`` (the current picture, a new Figure), ``results``/``rows`` (export),
     ``code`` (the analysis calls that reproduce the view) and ``name``.
     """
@@ -173,8 +107,6 @@ class Panel(W.VBox):
         self.last_error: BaseException | None = None
         self._stale = True
         self._holding = 0
-        self._job: threading.Thread | None = None
-        self._cancel = threading.Event()
         self._auto_name = ""
         self._build_common(show_text)
         self.add_class("attnlab-panel")
@@ -189,11 +121,6 @@ class Panel(W.VBox):
         self.input_note = W.HTML(layout=W.Layout(display="" if show_text else "none"))
         self.error = W.HTML(layout=W.Layout(width="98%"))
         self.status = W.HTML()
-        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0,
-                                        layout=W.Layout(width="260px", display="none"))
-        self.cancel_button = W.Button(description="cancel", icon="stop", button_style="warning",
-                                      layout=W.Layout(width="100px", display="none"))
-        self.cancel_button.on_click(lambda _: self.cancel())
         self.filename = W.Text(value="", description="file", layout=W.Layout(width="260px"))
         self.folder = W.Text(value="", description="folder", placeholder="this notebook's folder",
                              layout=W.Layout(width="260px"))
@@ -213,11 +140,15 @@ class Panel(W.VBox):
     def _layout(self, controls: Sequence[W.Widget], views: Sequence[W.Widget]) -> None:
         """Arrange the panel: header, text, controls, messages, views, toolbar, code."""
         self.children = [self.header, self.text_box, self.input_note, *controls, self.error,
-                         W.HBox([self.status, self.progress, self.cancel_button]), *views,
+                         W.HBox(self._status_row()), *views,
                          self.toolbar, self.code_area]
         self._update_header()
         if self.active:
             self.refresh()
+
+    def _status_row(self) -> list[W.Widget]:
+        """The widgets of the status line (a job panel adds its progress bar and cancel)."""
+        return [self.status]
 
     def _update_header(self) -> None:
         self.header.value = (f"<b style='font-size:115%'>{html.escape(self.title)}</b> "
@@ -275,41 +206,6 @@ class Panel(W.VBox):
             yield
         finally:
             self._holding -= 1
-
-    def take_initial_view(self, trace: Any, initial: tuple | None,
-                          extra: Callable[..., None] | None = None) -> Exception | None:
-        """Apply the constructor's ``(layer, head, *rest)`` once, on the first draw.
-
-        The last layer is set first, so a bad value leaves a valid view; the error is
-        returned (not raised) so the caller draws that view, then reports it. ``extra(*rest)``
-        sets the panel's other initial controls (it may raise IndexError/ValueError too).
-        """
-        if initial is None:
-            return None
-        layer, head, *rest = initial
-        self.layer.value = trace.n_layers - 1
-        try:
-            self.layer.value, self.head.value = trace.check_head(layer, head)
-            if extra is not None:
-                extra(*rest)
-        except (IndexError, ValueError) as exc:
-            return exc
-        return None
-
-    def take_graph_view(self, trace: Any) -> Exception | None:
-        """The ABCD panels' controls (layer, head or pooled, n_samples) fitted to ``trace``;
-        on the first draw, the constructor's ``(layer, head, n_samples)`` (see take_initial_view)."""
-        from analysis import abcd
-
-        self.layer.max = trace.n_layers - 1
-        self.head.options = head_options(trace.n_heads, pooled=True)
-        self.n_samples.max = max(4096, 4 * int(abcd.resolve_n_samples(trace, None)))
-        initial, self._initial = self._initial, None
-        if initial is None:
-            return None
-        self.n_samples.value = int(abcd.resolve_n_samples(trace, None))
-        return self.take_initial_view(trace, initial, lambda n_samples: setattr(
-            self.n_samples, "value", int(abcd.resolve_n_samples(trace, n_samples))))
 
     def on_change(self, widget: W.Widget, handler: Callable[[], None], what: str = "drawing") -> None:
         """Call ``handler`` (guarded, busy-indicated) when ``widget.value`` changes."""
@@ -442,56 +338,6 @@ class Panel(W.VBox):
     def show_png(self, image: W.Image, fig: Figure) -> None:
         """Render ``fig`` into ``image`` (and close it)."""
         image.value = figure_png(fig)
-
-    # ------------------------------------------------------------------ background jobs
-    def start_job(self, what: str, work: Callable[[Callable[[float], bool]], Any],
-                  done: Callable[[Any], None]) -> None:
-        """Run ``work(report)`` in a thread holding the model; ``report(fraction)`` moves the
-        progress bar and returns False once cancel was pressed; ``done(result)`` shows it."""
-        if self.running:
-            raise RuntimeError(f"{self.title}: a job is already running; wait or press cancel")
-        self._cancel.clear()
-        self.clear_error()
-        self.progress.value = 0.0
-        self.progress.layout.display = self.cancel_button.layout.display = ""
-        self.status.value = f"<span style='color:#0072B2'>&#8987; {html.escape(what)}&hellip;</span>"
-
-        def report(fraction: float) -> bool:
-            self.progress.value = float(min(max(fraction, 0.0), 1.0))
-            return not self._cancel.is_set()
-
-        def target() -> None:
-            start = time.perf_counter()
-            try:
-                with self.session.using_model(wait=True):
-                    result = work(report)
-                done(result)
-                stopped = " (cancelled)" if self._cancel.is_set() else ""
-                took = time.perf_counter() - start
-                self.status.value = f"<span style='color:#888'>{html.escape(what)}{stopped}: {took:.1f} s</span>"
-                self._after_update()
-            except Exception as exc:  # noqa: BLE001 - shown in the panel
-                self.status.value = ""
-                self.show_error(exc)
-            finally:
-                self.progress.layout.display = self.cancel_button.layout.display = "none"
-
-        self._job = threading.Thread(target=target, name=f"attnlab {self.title}", daemon=True)
-        self._job.start()
-
-    @property
-    def running(self) -> bool:
-        return self._job is not None and self._job.is_alive()
-
-    def cancel(self) -> None:
-        """Ask the running job to stop after its current step."""
-        self._cancel.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the running job ends (scripts and tests); True when none is running."""
-        if self._job is not None:
-            self._job.join(timeout)
-        return not self.running
 
 
 def guarded(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 from analysis import abcd
 from analysis.causal import FisherZTest
 from analysis.figures import ci_test_plot
-from widgets.base import Panel, head_control, layer_slider, model_line, row, token_options
+from widgets.base import Panel, model_line
+from widgets.controls import TEST_FIELDS, GraphControls, token_options
 
 ROLES = ("X", "Y", "condition")
 _STYLE = {"X": "info", "Y": "warning", "condition": "success"}
@@ -20,31 +21,31 @@ MAX_LOG_ROWS = 300
 class CITestPanel(Panel):
     """Fisher z test of ``X _||_ Y | S`` on the attention correlation of one head (or a pooled
     layer): pick X, Y and S by clicking tokens (or set ``.x``, ``.y``, ``.cond``), choose
-    ``.layer``, ``.head``, ``.alpha`` and ``.n_samples``; shows the partial correlation, the
+    ``.layer``, ``.head``, ``.alpha``, ``.n_samples``, ``.attention`` and ``.basis`` (the shared
+    :class:`~widgets.controls.GraphControls`, ``.controls``); shows the partial correlation, the
     statistic, the p-value and the decision, and the test log of the session's last graph.
     """
 
     title = "Conditional independence test"
 
     def __init__(self, model: Any = None, text: str | None = None, *, layer: int = -1, head: int | str = 0,
-                 alpha: float = 0.01, n_samples: int | None = None, **kwargs: Any) -> None:
+                 alpha: float = 0.01, n_samples: int | None = None, attention: str = "raw", basis: str = "value",
+                 **kwargs: Any) -> None:
         super().__init__(model, text, **kwargs)
         self.result: Any = None
         self._initial = (layer, head, n_samples)
         self._token_buttons: list[W.Button] = []
-        self._build_controls(alpha)
+        self._build_controls(alpha, attention, basis)
         self.session.observe(lambda _: self._safely(self._show_log), names="graph")
         self._layout(self._rows, [W.HBox([self.numbers, self.image]), self.log_box])
 
     # ------------------------------------------------------------------ controls
-    def _build_controls(self, alpha: float) -> None:
-        n_heads = self.session.model.n_heads
-        self.layer = layer_slider()
-        self.head = head_control(n_heads, pooled=True)
-        self.alpha = W.FloatLogSlider(value=alpha, base=10, min=-8, max=-0.31, step=0.1, description="alpha",
-                                      readout_format=".1e", continuous_update=False, layout=W.Layout(width="300px"))
-        self.n_samples = W.IntSlider(value=32, min=4, max=4096, description="n_samples", continuous_update=False,
-                                     layout=W.Layout(width="320px"))
+    def _build_controls(self, alpha: float, attention: str, basis: str) -> None:
+        self.controls = GraphControls(self.session.model.n_heads, fields=TEST_FIELDS, alpha=alpha,
+                                      attention=attention, basis=basis, model=self.session.model)
+        c = self.controls
+        self.layer, self.head, self.alpha, self.n_samples = c.layer, c.head, c.alpha, c.n_samples
+        self.attention, self.basis = c.attention, c.basis
         self.x = W.Dropdown(options=[("0", 0)], description="X", layout=W.Layout(width="200px"))
         self.y = W.Dropdown(options=[("0", 0)], description="Y", layout=W.Layout(width="200px"))
         self.cond = W.SelectMultiple(options=[("0", 0)], description="given", rows=4, layout=W.Layout(width="220px"))
@@ -57,11 +58,10 @@ class CITestPanel(Panel):
         self.test_log = W.HTML()
         self.log_box = W.Accordion(children=[W.VBox([self.only_pair, self.test_log])],
                                    titles=("test log of the last graph run",))
-        for control in (self.layer, self.head, self.alpha, self.n_samples, self.x, self.y, self.cond):
+        for control in (*self.controls.controls, self.x, self.y, self.cond):
             self.on_change(control, self._test, "testing")
         self.on_change(self.only_pair, self._show_log)
-        self._rows = [row(self.layer, self.head, self.alpha, self.n_samples),
-                      self.role, self.tokens_box, W.HBox([self.x, self.y, self.cond])]
+        self._rows = [self.controls, self.role, self.tokens_box, W.HBox([self.x, self.y, self.cond])]
 
     def _token_buttons_for(self, tokens: Sequence[str]) -> None:
         buttons = []
@@ -101,8 +101,10 @@ class CITestPanel(Panel):
         self.result = None
         trace = self.session.trace()
         problem = None
+        self.controls.model = self.session.model
         with self.holding():
-            problem = self.take_graph_view(trace)
+            problem = self.controls.fit(trace, self._initial)
+            self._initial = None
             options = token_options(trace)
             content = [i for i in range(trace.n_tokens) if not trace.special[i]] or list(range(trace.n_tokens))
             for dd in (self.x, self.y, self.cond):
@@ -118,8 +120,10 @@ class CITestPanel(Panel):
         self._paint_buttons()
         self.result = None
         trace = self.session.trace()
-        corr = abcd.attention_correlation(trace, self.layer.value, self.head.value)
-        test = FisherZTest(corr, float(self.n_samples.value), float(self.alpha.value))
+        s = self.controls.settings()
+        corr = abcd.attention_correlation(trace, s["layer"], s["head"], attention=s["attention"], basis=s["basis"],
+                                          model=s.get("model"))
+        test = FisherZTest(corr, s["n_samples"], s["alpha"])
         if self.x.value == self.y.value:
             raise ValueError("X and Y are the same token: pick two different tokens")
         self.result = test(self.x.value, self.y.value, tuple(self.cond.value))
@@ -140,7 +144,9 @@ class CITestPanel(Panel):
                    else "<b style='color:#D55E00'>dependent</b>")
         rows = [("test", f"{name(r.i)} &perp; {name(r.j)} | {cond}"), ("partial correlation", f"{r.rho:+.4f}"),
                 ("Fisher z", f"{r.z:.3f}"), ("p-value", f"{r.p:.4g}"), ("alpha", f"{self.alpha.value:.2g}"),
-                ("n_samples", f"{self.n_samples.value}"), ("decision", verdict)]
+                ("n_samples", f"{self.n_samples.value}"),
+                ("attention", html.escape(f"{self.attention.value} ({self.basis.value} basis)")),
+                ("decision", verdict)]
         body = "".join(f"<tr><td style='padding-right:10px;color:#555'>{k}</td><td>{v}</td></tr>" for k, v in rows)
         return f"<table>{body}</table>"
 
@@ -171,7 +177,8 @@ class CITestPanel(Panel):
         trace = self.session.trace()
         return {"model": self.session.model.name, "text": self.session.text, "tokens": trace.tokens,
                 "layer": self.layer.value, "head": self.head.value, "alpha": self.alpha.value,
-                "n_samples": self.n_samples.value, "test": self.result,
+                "n_samples": self.n_samples.value, "attention": self.attention.value, "basis": self.basis.value,
+                "test": self.result,
                 "graph_tests": list(self.session.graph.tests) if self.session.graph is not None else []}
 
     def rows(self) -> list[dict]:
@@ -181,12 +188,14 @@ class CITestPanel(Panel):
         return rows
 
     def code(self, *, include_model: bool = True) -> str:
-        head = self.head.value
+        s = self.controls.settings()
+        basis = f", basis={s['basis']!r}" + (", model=model" if "model" in s else "")
         lines = ["import analysis", "from analysis.abcd import attention_correlation",
                  "from analysis.causal import FisherZTest", "from analysis.figures import ci_test_plot"]
         lines += [model_line(self.session.model)] if include_model else []
         lines += [f"trace = model.trace({self.input_repr})",
-                  f"corr = attention_correlation(trace, {self.layer.value}, {head!r})",
+                  f"corr = attention_correlation(trace, {s['layer']!r}, {s['head']!r}, "
+                  f"attention={s['attention']!r}{basis})",
                   f"test = FisherZTest(corr, n_samples={float(self.n_samples.value)!r}, alpha={self.alpha.value!r})",
                   f"result = test({self.x.value}, {self.y.value}, {tuple(self.cond.value)!r})",
                   "print(result)   # rho, z, p, independent",

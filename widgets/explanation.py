@@ -10,18 +10,22 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 
 from analysis import abcd
-from analysis.causal import ALGORITHMS
 from analysis.figures import draw_graph, explanation_figure
 from analysis.figures.text import output_probs, ranked_items_html
 from analysis.models import REMOVALS
-from widgets.base import Panel, head_control, layer_slider, model_line, row
+from widgets.base import model_line, row
+from widgets.controls import GraphControls
 from widgets.items import TOP_K, is_recommender, item_name
+from widgets.jobs import JobPanel
 
 
-class ExplanationPanel(Panel):
+class ExplanationPanel(JobPanel):
     """Runs ``analysis.abcd.explain``: the smallest token sets (from the PDS-tree of the
     target in the learned PAG) whose removal changes the prediction, highlighted in the text,
-    with the prediction before and after removing each, beside the attention baseline.
+    with the prediction before and after removing each, beside the attention baseline. The
+    graph settings are the shared :class:`~widgets.controls.GraphControls` (``.controls``;
+    ``.layer``, ``.head``, ``.algorithm``, ``.alpha``, ``.n_samples``, ``.nodes``,
+    ``.attention``, ``.basis``); the attention the graph was learned from is shown.
 
     Explaining re-runs the model on every candidate, so it runs on ``.run_button`` (and when
     the text or model changes), not on every control change, in the background: a progress
@@ -41,13 +45,14 @@ class ExplanationPanel(Panel):
 
     def __init__(self, model: Any = None, text: str | None = None, *, layer: int = -1, head: int | str = 0,
                  algorithm: str = "icd", alpha: float = 0.01, max_set_size: int | None = None,
-                 max_calls: int = abcd.DEFAULT_MAX_CALLS, removal: str = "delete", **kwargs: Any) -> None:
+                 max_calls: int = abcd.DEFAULT_MAX_CALLS, removal: str = "delete", nodes: str = "content",
+                 attention: str = "raw", basis: str = "value", **kwargs: Any) -> None:
         self._explanation: Any = None
         self._job_text: str | None = None
         super().__init__(model, text, **kwargs)
         self._initial = (layer, head, None)
-        self._build_controls(algorithm, alpha, max_set_size, max_calls, removal)
-        self._layout(self._rows, [self.sets_image, self.table, self.graph_box])
+        self._build_controls(algorithm, alpha, max_set_size, max_calls, removal, nodes, attention, basis)
+        self._layout(self._rows, [self.sets_image, self.table, self.attention_note, self.graph_box])
 
     @property
     def explanation(self) -> Any:
@@ -57,16 +62,12 @@ class ExplanationPanel(Panel):
         return self._explanation
 
     def _build_controls(self, algorithm: str, alpha: float, max_set_size: int | None, max_calls: int,
-                        removal: str) -> None:
-        self.layer = layer_slider()
-        self.head = head_control(self.session.model.n_heads, pooled=True)
-        self.algorithm = W.ToggleButtons(options=list(ALGORITHMS), value=algorithm, style={"button_width": "60px"})
-        self.alpha = W.FloatLogSlider(value=alpha, base=10, min=-8, max=-0.31, step=0.1, description="alpha",
-                                      readout_format=".1e", continuous_update=False, layout=W.Layout(width="300px"))
-        self.n_samples = W.IntSlider(value=32, min=4, max=4096, description="n_samples", continuous_update=False,
-                                     layout=W.Layout(width="320px"))
-        self.nodes = W.ToggleButtons(options=[("content tokens", "content"), ("all tokens", "all")], value="content",
-                                     style={"button_width": "110px"})
+                        removal: str, nodes: str, attention: str, basis: str) -> None:
+        self.controls = GraphControls(self.session.model.n_heads, algorithm=algorithm, alpha=alpha, nodes=nodes,
+                                      attention=attention, basis=basis, model=self.session.model)
+        c = self.controls
+        self.layer, self.head, self.algorithm, self.alpha = c.layer, c.head, c.algorithm, c.alpha
+        self.n_samples, self.nodes, self.attention, self.basis = c.n_samples, c.nodes, c.attention, c.basis
         if max_set_size is not None and (not isinstance(max_set_size, int) or max_set_size < 0):
             raise ValueError(f"max_set_size must be a positive integer, or 0 / None for no size cap, "
                              f"not {max_set_size!r}")
@@ -83,10 +84,10 @@ class ExplanationPanel(Panel):
         self.budget_note = W.HTML()
         self.sets_image = W.Image(format="png", layout=W.Layout(max_width="100%"))
         self.table = W.HTML()
+        self.attention_note = W.HTML()
         self.graph_image = W.Image(format="png", layout=W.Layout(max_width="100%"))
         self.graph_box = W.Accordion(children=[self.graph_image], titles=("graph and PDS-tree of the target",))
-        self._rows = [row(self.layer, self.head, self.algorithm, self.nodes),
-                      row(self.alpha, self.n_samples, self.max_set_size, self.max_calls, self.removal),
+        self._rows = [self.controls, row(self.max_set_size, self.max_calls, self.removal),
                       row(self.run_button, self.budget_note)]
 
     # ------------------------------------------------------------------ computing
@@ -94,9 +95,10 @@ class ExplanationPanel(Panel):
         self.stop()                              # a new text or model: the running search is stale
         self._explanation = None
         trace = self.session.trace()
-        problem = None
+        self.controls.model = self.session.model
         with self.holding():
-            problem = self.take_graph_view(trace)
+            problem = self.controls.fit(trace, self._initial)
+            self._initial = None
         self.run()
         if problem is not None:
             raise problem
@@ -109,11 +111,10 @@ class ExplanationPanel(Panel):
         return not self.running
 
     def settings(self) -> dict:
-        """The keyword arguments of ``analysis.abcd.explain`` for the current controls."""
-        return dict(layer=self.layer.value, head=self.head.value, algorithm=self.algorithm.value,
-                    alpha=float(self.alpha.value), n_samples=float(self.n_samples.value), nodes=self.nodes.value,
-                    max_set_size=int(self.max_set_size.value) or None, max_calls=int(self.max_calls.value),
-                    removal=self.removal.value)
+        """The keyword arguments of ``analysis.abcd.explain`` for the current controls (the
+        shared graph controls, then the budget and the removal)."""
+        return dict(self.controls.settings(model=False), max_set_size=int(self.max_set_size.value) or None,
+                    max_calls=int(self.max_calls.value), removal=self.removal.value)
 
     def run(self, *, block: bool = False) -> None:
         """Explain the prediction with the current settings, in the background (``block``: wait)."""
@@ -152,6 +153,8 @@ class ExplanationPanel(Panel):
         e = self._explanation
         self.show_png(self.sets_image, explanation_figure(e, labels=self.session.model.labels, width=8.0))
         self.table.value = self._table_html()
+        self.attention_note.value = (f"<span style='color:#555'>graph learned from "
+                                     f"{html.escape(e.graph.attention)}</span>" if e.graph.attention else "")
         ax = Figure(figsize=(min(12.0, 1.5 + 0.6 * e.graph.n_nodes), 4.0)).add_subplot()
         self.show_png(self.graph_image, draw_graph(e.graph, ax=ax, highlight=e.tree))
 

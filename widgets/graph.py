@@ -9,18 +9,18 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 
 from analysis import abcd
-from analysis.causal import ALGORITHMS, pds_tree
+from analysis.causal import pds_tree
 from analysis.figures import LAYOUTS, draw_graph
-from widgets.base import Panel, head_control, layer_slider, model_line, row
-
-NODE_SETS = (("all tokens", "all"), ("content tokens", "content"))
+from widgets.base import Panel, model_line, row
+from widgets.controls import GraphControls
 
 
 class CausalGraphPanel(Panel):
     """PC / FCI / ICD over the tokens of one head (or a pooled layer): ``.algorithm``,
-    ``.layer``, ``.head``, ``.alpha``, ``.n_samples``, ``.nodes``, ``.layout``; ``.select``
+    ``.layer``, ``.head``, ``.alpha``, ``.n_samples``, ``.nodes``, ``.attention``, ``.basis`` (the
+    shared :class:`~widgets.controls.GraphControls`, ``.controls``), ``.layout``; ``.select``
     a node to highlight its neighbourhood and its PDS-tree. Shows the number of CI tests and
-    the time taken; the learned graph becomes the session's ``graph`` (its test log is shown
+    the time taken and the attention the graph was learned from; the learned graph becomes the session's ``graph`` (its test log is shown
     by the CI panel). Graphs are cached per settings.
     """
 
@@ -28,25 +28,21 @@ class CausalGraphPanel(Panel):
 
     def __init__(self, model: Any = None, text: str | None = None, *, algorithm: str = "icd", layer: int = -1,
                  head: int | str = 0, alpha: float = 0.01, n_samples: int | None = None, nodes: str = "content",
-                 layout: str = "arc", **kwargs: Any) -> None:
+                 layout: str = "arc", attention: str = "raw", basis: str = "value", **kwargs: Any) -> None:
         super().__init__(model, text, **kwargs)
         self.graph: Any = None
         self._graphs: OrderedDict[tuple, Any] = OrderedDict()
         self._initial = (layer, head, n_samples)
-        self._build_controls(algorithm, alpha, nodes, layout)
+        self._build_controls(algorithm, alpha, nodes, layout, attention, basis)
         self._layout(self._rows, [self.image, self.info, self.edges_box])
 
-    def _build_controls(self, algorithm: str, alpha: float, nodes: str, layout: str) -> None:
-        self.algorithm = W.ToggleButtons(options=list(ALGORITHMS), value=algorithm, description="algorithm",
-                                         style={"button_width": "60px"})
-        self.layer = layer_slider()
-        self.head = head_control(self.session.model.n_heads, pooled=True)
-        self.alpha = W.FloatLogSlider(value=alpha, base=10, min=-8, max=-0.31, step=0.1, description="alpha",
-                                      readout_format=".1e", continuous_update=False, layout=W.Layout(width="300px"))
-        self.n_samples = W.IntSlider(value=32, min=4, max=4096, description="n_samples", continuous_update=False,
-                                     layout=W.Layout(width="320px"))
-        self.nodes = W.ToggleButtons(options=list(NODE_SETS), value=nodes, description="nodes",
-                                     style={"button_width": "110px"})
+    def _build_controls(self, algorithm: str, alpha: float, nodes: str, layout: str, attention: str,
+                        basis: str) -> None:
+        self.controls = GraphControls(self.session.model.n_heads, algorithm=algorithm, alpha=alpha, nodes=nodes,
+                                      attention=attention, basis=basis, model=self.session.model)
+        c = self.controls
+        self.layer, self.head, self.algorithm, self.alpha = c.layer, c.head, c.algorithm, c.alpha
+        self.n_samples, self.nodes, self.attention, self.basis = c.n_samples, c.nodes, c.attention, c.basis
         self.layout_choice = W.ToggleButtons(options=list(LAYOUTS), value=layout, description="layout",
                                              style={"button_width": "70px"})
         self.select = W.Dropdown(options=[("none", None)], value=None, description="highlight",
@@ -55,36 +51,36 @@ class CausalGraphPanel(Panel):
         self.info = W.HTML()
         self.edges = W.HTML()
         self.edges_box = W.Accordion(children=[self.edges], titles=("edges",))
-        for control in (self.algorithm, self.layer, self.head, self.alpha, self.n_samples, self.nodes):
+        for control in self.controls.controls:
             self.on_change(control, self._learn, "learning graph")
         for control in (self.layout_choice, self.select):
             self.on_change(control, self._draw)
-        self._rows = [row(self.algorithm, self.nodes),
-                      row(self.layer, self.head, self.alpha, self.n_samples),
-                      row(self.layout_choice, self.select)]
+        self._rows = [self.controls, row(self.layout_choice, self.select)]
 
     # ------------------------------------------------------------------ computing
     def _refresh(self) -> None:
         self.graph = None
         trace = self.session.trace()
         self._graphs.clear()
-        problem = None
+        self.controls.model = self.session.model
         with self.holding():
-            problem = self.take_graph_view(trace)
+            problem = self.controls.fit(trace, self._initial)
+            self._initial = None
         self._learn()
         if problem is not None:
             raise problem
 
     def settings(self) -> dict:
-        """The keyword arguments of ``analysis.abcd.learn_graph`` for the current controls."""
-        return dict(layer=self.layer.value, head=self.head.value, algorithm=self.algorithm.value,
-                    alpha=float(self.alpha.value), n_samples=float(self.n_samples.value), nodes=self.nodes.value)
+        """The keyword arguments of ``analysis.abcd.learn_graph`` for the current controls
+        (``model=`` when the basis needs it)."""
+        return self.controls.settings()
 
     def _learn(self) -> None:
         self.graph = None
         trace = self.session.trace()
         settings = self.settings()
-        key = (self.session.model.name, self.session.text, *settings.values())
+        key = (self.session.model.name, self.session.text,
+               *(v for k, v in settings.items() if k != "model"))
         graph = self._graphs.get(key)
         if graph is None:
             graph = abcd.learn_graph(trace, **settings)
@@ -117,6 +113,8 @@ class CausalGraphPanel(Panel):
         text = (f"<b>{g.kind.upper()}</b> over {g.n_nodes} nodes, {len(g)} edges · <b>{g.n_tests}</b> CI tests · "
                 f"<b>{1000 * (g.seconds or 0):.0f} ms</b> ({g.algorithm}, alpha={g.alpha:g}, "
                 f"n_samples={g.n_samples:g}{r})")
+        if g.attention:
+            text += f"<br><span style='color:#555'>from {html.escape(g.attention)}</span>"
         v = self.select.value
         if v is not None:
             label = lambda u: html.escape(str(g.labels[g.position(u)]) if g.labels else str(u))  # noqa: E731
@@ -138,7 +136,8 @@ class CausalGraphPanel(Panel):
         g = self.graph
         if g is None:
             raise ValueError("no graph to export yet")
-        return {"model": self.session.model.name, "text": self.session.text, "settings": self.settings(),
+        return {"model": self.session.model.name, "text": self.session.text,
+                "settings": self.controls.settings(model=False), "attention": g.attention,
                 "kind": g.kind, "nodes": list(g.nodes), "labels": list(g.labels or ()), "marks": g.to_matrix(),
                 "edges": g.edge_strings(), "n_tests": g.n_tests, "seconds": g.seconds, "r": g.r,
                 "sepsets": [{"a": a, "b": b, "set": list(s)} for (a, b), s in g.sepsets.items()]}
@@ -152,8 +151,7 @@ class CausalGraphPanel(Panel):
                  "mark_b": e.mark_b.name.lower(), "edge": e.symbol} for e in g.edges()]
 
     def code(self, *, include_model: bool = True) -> str:
-        s = self.settings()
-        args = ", ".join(f"{k}={v!r}" for k, v in s.items())
+        args = self.controls.code_args()
         lines = ["import analysis", "from analysis import abcd", "from analysis.figures import draw_graph"]
         lines += [model_line(self.session.model)] if include_model else []
         lines += [f"trace = model.trace({self.input_repr})",

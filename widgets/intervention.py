@@ -13,7 +13,9 @@ from analysis.efficient import BASES
 from analysis.figures import intervention_figure, intervention_summary
 from analysis.figures.panels import PAGE_WIDTH
 from analysis.models import REMOVALS
-from widgets.base import Panel, head_options, layer_slider, model_line, row, token_options
+from widgets.base import model_line, row
+from widgets.controls import head_options, initial_view, layer_slider, token_options
+from widgets.jobs import JobPanel
 
 ALL = "compare all"
 
@@ -27,7 +29,7 @@ def call_intervention(fn: Callable[..., Any], model: Any, text: str, trace: Any,
     return fn(model, text, **kwargs)
 
 
-class InterventionPanel(Panel):
+class InterventionPanel(JobPanel):
     """Runs ``analysis.interventions`` (efficient, add_null, shift_efficient, uniform, zero,
     remove_tokens; or all of them) in the background with progress and cancel; shows the
     head's attention before and after, the prediction before and after and its TVD, and for
@@ -77,7 +79,7 @@ class InterventionPanel(Panel):
             self.head.options = head_options(trace.n_heads, False) + [("all heads", "all")]
             self.positions.options = token_options(trace, skip_query=True)
             self.positions.value = ()
-            problem = self.take_initial_view(trace, self._initial)
+            problem = initial_view(self.layer, self.head, trace, self._initial)
             self._initial = None
         if problem is not None:
             raise problem

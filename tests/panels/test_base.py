@@ -16,7 +16,8 @@ from conftest import tiny_model  # noqa: E402
 
 from analysis.models import InputError  # noqa: E402
 from widgets import AttentionExplorer, Session  # noqa: E402
-from widgets.base import csv_text, error_html, error_text, jsonable, write_atomic  # noqa: E402
+from analysis.files import csv_text, jsonable, write_atomic  # noqa: E402
+from widgets.base import error_html, error_text  # noqa: E402
 from widgets.session import ModelBusy  # noqa: E402
 
 TEXT = "a gripping film that never lets go of you"
