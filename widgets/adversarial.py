@@ -1,7 +1,7 @@
 """``AdversarialPanel``: Jain & Wallace's adversarial attention for one head, with progress and cancel."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 from matplotlib.figure import Figure
@@ -11,6 +11,9 @@ from analysis.figures.panels import PAGE_WIDTH
 from widgets.base import model_line, row
 from widgets.controls import head_control, head_options, initial_view, layer_slider
 from widgets.jobs import JobPanel
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 
 class AdversarialPanel(JobPanel):
@@ -23,7 +26,7 @@ class AdversarialPanel(JobPanel):
 
     title = "Adversarial attention"
 
-    def __init__(self, model: Any = None, text: str | None = None, *, layer: int = -1, head: int | str = 0,
+    def __init__(self, model: TracedModel | None = None, text: str | None = None, *, layer: int = -1, head: int | str = 0,
                  k: int = 5, eps: float = 0.01, steps: int = 500, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(model, text, **kwargs)
         self.result: Any = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 import numpy as np
@@ -17,6 +17,9 @@ from widgets.base import Panel, model_line, row
 from widgets.controls import initial_view, layer_slider, token_options
 from widgets.items import TOP_K, is_recommender
 from widgets.render import GridCanvas, HeatmapCanvas
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 HAS_EFFICIENT = importlib.util.find_spec("analysis.efficient") is not None
 MODE_OPTIONS = [("single head", "head"), ("mean over heads", "mean"), ("all heads", "grid")]
@@ -33,7 +36,7 @@ class AttentionExplorer(Panel):
 
     title = "Attention explorer"
 
-    def __init__(self, model: Any = None, text: str | None = None, *, layer: int = -1, head: int = 0,
+    def __init__(self, model: TracedModel | None = None, text: str | None = None, *, layer: int = -1, head: int = 0,
                  mode: str = "head", part: str = "raw", query: int = 0, max_cache: int = 256, **kwargs: Any) -> None:
         super().__init__(model, text, **kwargs)
         self.timings: list[float] = []          # seconds per draw (benchmarks read this)

@@ -11,7 +11,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
@@ -31,6 +31,9 @@ from analysis.files import (
 from widgets.items import history_note, is_recommender
 from widgets.render import figure_png
 from widgets.session import Session
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 FIGURE_FORMATS = {"png": ["png"], "svg": ["svg"], "pdf": ["pdf"], "png + svg + pdf": ["png", "svg", "pdf"]}
 _ERROR_STYLE = ("background:#fdecea;border-left:4px solid #D55E00;padding:6px 10px;margin:4px 0;"
@@ -59,7 +62,7 @@ def row(*children: W.Widget) -> W.HBox:
     return W.HBox(list(children), layout=W.Layout(flex_flow="row wrap"))
 
 
-def text_box_labels(model: Any) -> tuple[str, str]:
+def text_box_labels(model: TracedModel) -> tuple[str, str]:
     """(description, placeholder) of the text box for ``model``: a history of item ids for a
     recommender, a sentence otherwise."""
     if is_recommender(model):
@@ -67,13 +70,13 @@ def text_box_labels(model: Any) -> tuple[str, str]:
     return "text", "type a sentence, then click outside the box"
 
 
-def model_line(model: Any) -> str:
+def model_line(model: TracedModel) -> str:
     """The code line that loads ``model`` again."""
     name = getattr(model, "name", None)
     return f"model = analysis.load_model({name!r})" if name else "model = analysis.load_model()"
 
 
-def input_note_html(model: Any, text: str) -> str:
+def input_note_html(model: TracedModel, text: str) -> str:
     """How a recommender reads the text box, as a grey line ("" for text models or bad input:
     the panels report bad input themselves)."""
     try:
@@ -95,7 +98,7 @@ class Panel(W.VBox):
 
     title = "panel"
 
-    def __init__(self, model: Any = None, text: str | None = None, *, session: Session | None = None,
+    def __init__(self, model: TracedModel | None = None, text: str | None = None, *, session: Session | None = None,
                  active: bool = True, show_text: bool = True) -> None:
         super().__init__()
         self.session = session if session is not None else Session(model, text)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import ipywidgets as W
 from matplotlib.figure import Figure
@@ -12,6 +12,9 @@ from analysis.causal import FisherZTest
 from analysis.figures import ci_test_plot
 from widgets.base import Panel, model_line
 from widgets.controls import TEST_FIELDS, GraphControls, token_options
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 ROLES = ("X", "Y", "condition")
 _STYLE = {"X": "info", "Y": "warning", "condition": "success"}
@@ -28,7 +31,7 @@ class CITestPanel(Panel):
 
     title = "Conditional independence test"
 
-    def __init__(self, model: Any = None, text: str | None = None, *, layer: int = -1, head: int | str = 0,
+    def __init__(self, model: TracedModel | None = None, text: str | None = None, *, layer: int = -1, head: int | str = 0,
                  alpha: float = 0.01, n_samples: int | None = None, attention: str = "raw", basis: str = "value",
                  **kwargs: Any) -> None:
         super().__init__(model, text, **kwargs)

@@ -3,7 +3,7 @@
 explanation panels (``.settings()`` gives ``analysis.abcd`` keyword arguments)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import ipywidgets as W
 
@@ -11,6 +11,9 @@ from analysis import abcd
 from analysis.causal import ALGORITHMS
 from analysis.efficient import BASES
 from widgets.items import position_options
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 #: every ABCD setting, in the order the controls are laid out and ``settings()`` lists them
 FIELDS = ("layer", "head", "algorithm", "alpha", "n_samples", "nodes", "attention", "basis")
@@ -79,7 +82,7 @@ class GraphControls(W.VBox):
 
     def __init__(self, n_heads: int, *, fields: Sequence[str] = FIELDS, algorithm: str = "icd",
                  alpha: float = 0.01, nodes: str = "content", attention: str = "raw", basis: str = "value",
-                 model: Any = None) -> None:
+                 model: TracedModel | None = None) -> None:
         unknown = [f for f in fields if f not in FIELDS]
         if unknown:
             raise ValueError(f"unknown graph controls {unknown}: choose from {', '.join(FIELDS)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 from matplotlib.figure import Figure
@@ -17,6 +17,9 @@ from widgets.base import model_line, row
 from widgets.controls import GraphControls
 from widgets.items import TOP_K, is_recommender, item_name
 from widgets.jobs import JobPanel
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 
 class ExplanationPanel(JobPanel):
@@ -43,7 +46,7 @@ class ExplanationPanel(JobPanel):
 
     title = "Explanation"
 
-    def __init__(self, model: Any = None, text: str | None = None, *, layer: int = -1, head: int | str = 0,
+    def __init__(self, model: TracedModel | None = None, text: str | None = None, *, layer: int = -1, head: int | str = 0,
                  algorithm: str = "icd", alpha: float = 0.01, max_set_size: int | None = None,
                  max_calls: int = abcd.DEFAULT_MAX_CALLS, removal: str = "delete", nodes: str = "content",
                  attention: str = "raw", basis: str = "value", **kwargs: Any) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import html
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 from matplotlib.figure import Figure
@@ -13,6 +13,9 @@ from analysis.causal import pds_tree
 from analysis.figures import LAYOUTS, draw_graph
 from widgets.base import Panel, model_line, row
 from widgets.controls import GraphControls
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 
 class CausalGraphPanel(Panel):
@@ -26,7 +29,7 @@ class CausalGraphPanel(Panel):
 
     title = "Causal graph"
 
-    def __init__(self, model: Any = None, text: str | None = None, *, algorithm: str = "icd", layer: int = -1,
+    def __init__(self, model: TracedModel | None = None, text: str | None = None, *, algorithm: str = "icd", layer: int = -1,
                  head: int | str = 0, alpha: float = 0.01, n_samples: int | None = None, nodes: str = "content",
                  layout: str = "arc", attention: str = "raw", basis: str = "value", **kwargs: Any) -> None:
         super().__init__(model, text, **kwargs)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import html
 import inspect
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as W
 from matplotlib.figure import Figure
@@ -17,10 +17,13 @@ from widgets.base import model_line, row
 from widgets.controls import head_options, initial_view, layer_slider, token_options
 from widgets.jobs import JobPanel
 
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
+
 ALL = "compare all"
 
 
-def call_intervention(fn: Callable[..., Any], model: Any, text: str, trace: Any, params: dict) -> Any:
+def call_intervention(fn: Callable[..., Any], model: TracedModel, text: str, trace: Any, params: dict) -> Any:
     """Call one intervention with the parameters it takes (and the cached trace if it takes one)."""
     accepted = inspect.signature(fn).parameters
     kwargs = {k: v for k, v in params.items() if k in accepted}
@@ -38,7 +41,7 @@ class InterventionPanel(JobPanel):
 
     title = "Interventions"
 
-    def __init__(self, model: Any = None, text: str | None = None, *, intervention: str = "add_null",
+    def __init__(self, model: TracedModel | None = None, text: str | None = None, *, intervention: str = "add_null",
                  layer: int = -1, head: int | str = 0, scale: float = 1.0, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(model, text, **kwargs)
         self.outcomes: list[Any] = []

@@ -1,7 +1,7 @@
 """Item histories in the panels: a recommender's input typed as text ("3 17 42"), items named
 by title and id. Text models pass their text through unchanged.
 
-A recommender (``analysis.zoo.bert4rec.Recommender``, ``model.task == "recommendation"``)
+A recommender (``analysis.zoo.bert4rec.Recommender``, ``model.input_kind == "items"``)
 takes a history, a tuple of item ids; the panels keep the session's ``text`` a string, so
 the text box shows the history as ids separated by spaces and :func:`model_input` parses it.
 """
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from analysis.models import InputError
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 #: separators accepted between item ids: spaces, commas, semicolons, new lines, brackets
 _SEPARATORS = re.compile(r"[\s,;()\[\]]+")
@@ -23,9 +26,9 @@ TOP_K = 10
 DEFAULT_HISTORY_LENGTH = 8
 
 
-def is_recommender(model: Any) -> bool:
-    """Whether ``model`` takes item histories (a ``Recommender``) rather than text."""
-    return getattr(model, "task", None) == "recommendation"
+def is_recommender(model: TracedModel | None) -> bool:
+    """Whether ``model`` takes item histories (``input_kind == "items"``: a recommender) rather than text."""
+    return model is not None and model.input_kind == "items"
 
 
 def is_history(value: Any) -> bool:
@@ -61,7 +64,7 @@ def parse_history(text: str, n_items: int) -> tuple[int, ...]:
     return tuple(items)
 
 
-def model_input(model: Any, text: str) -> str | tuple[int, ...]:
+def model_input(model: TracedModel, text: str) -> str | tuple[int, ...]:
     """What ``model`` is called with for the panel text: the text itself, or for a recommender
     the parsed history (its most recent ``max_length - 1`` items, as the model keeps them)."""
     if not is_recommender(model):
@@ -72,7 +75,7 @@ def model_input(model: Any, text: str) -> str | tuple[int, ...]:
         return model.history(items)
 
 
-def default_text(model: Any) -> str | None:
+def default_text(model: TracedModel) -> str | None:
     """The text a new session starts with for ``model``: a short history for a recommender,
     None (the session's default sentence) otherwise."""
     if not is_recommender(model):
@@ -81,7 +84,7 @@ def default_text(model: Any) -> str | None:
     return history_text(range(n))
 
 
-def fits(model: Any, text: str) -> bool:
+def fits(model: TracedModel, text: str) -> bool:
     """Whether ``text`` is a plausible input for ``model``: a valid history for a recommender,
     anything but a bare list of ids for a text model (used when the Lab switches models)."""
     if is_recommender(model):
@@ -94,7 +97,7 @@ def fits(model: Any, text: str) -> bool:
     return not parts or not all(re.fullmatch(r"[+-]?\d+", p) for p in parts)
 
 
-def item_name(model: Any, item: int) -> str:
+def item_name(model: TracedModel, item: int) -> str:
     """``"title (#id)"`` for a recommender's item; the label (or ``"class k"``) otherwise."""
     labels = getattr(model, "labels", ()) or ()
     if is_recommender(model):
@@ -119,7 +122,7 @@ def position_options(trace: Any, *, skip_query: bool = False) -> list[tuple[str,
     return [(f"{p}: {names[p]}", p) for p in range(n)]
 
 
-def history_note(model: Any, text: str) -> str:
+def history_note(model: TracedModel, text: str) -> str:
     """A line saying how a recommender reads the text (or "" for text models): the number of
     items kept and the catalogue's id range."""
     if not is_recommender(model):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING
 
 import ipywidgets as W
 
@@ -15,6 +15,9 @@ from widgets.graph import CausalGraphPanel
 from widgets.intervention import InterventionPanel
 from widgets.items import default_text, fits, is_recommender
 from widgets.session import DEFAULT_TEXT, Session
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 PANELS: tuple[tuple[str, type[Panel]], ...] = (
     ("Attention", AttentionExplorer), ("CI test", CITestPanel), ("Causal graph", CausalGraphPanel),
@@ -34,7 +37,7 @@ class Lab(W.VBox):
     swaps the model. Only the visible tab recomputes; the others catch up when selected.
     """
 
-    def __init__(self, model: Any = None, text: str | None = None, *, session: Session | None = None) -> None:
+    def __init__(self, model: TracedModel | None = None, text: str | None = None, *, session: Session | None = None) -> None:
         super().__init__()
         self.session = session if session is not None else Session(model, text)
         self.text = W.Textarea(value=self.session.text, description="text", continuous_update=False,

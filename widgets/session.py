@@ -4,11 +4,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import traitlets
 
 from widgets.items import default_text, history_text, is_history, model_input
+
+if TYPE_CHECKING:
+    from analysis.models.base import TracedModel
 
 DEFAULT_TEXT = "a gripping, beautifully acted film that never lets go of you."
 
@@ -40,7 +43,7 @@ class Session(traitlets.HasTraits):
     text = TextOrHistory(DEFAULT_TEXT)
     graph = traitlets.Any(None, allow_none=True)
 
-    def __init__(self, model: Any = None, text: str | None = None, *, max_traces: int = 32) -> None:
+    def __init__(self, model: TracedModel | None = None, text: str | None = None, *, max_traces: int = 32) -> None:
         if model is None:
             from analysis import load_model
 
