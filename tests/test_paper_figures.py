@@ -234,7 +234,8 @@ def test_save_table_is_atomic_and_round_trips(tmp_path):
 # --------------------------------------------------------------------------- registry and command line
 TINY = Sizes(explain_n=2, imdb_n=1, imdb_max_tokens=24, max_set_size=1, grid_n=1, grid_layers=(0, 1, 5),
              grid_heads=(0, "all", 9), sweep_n=2, sweep_explain_n=1, alphas=(0.01, 0.2), n_samples=("head", 64),
-             efficient_n=3, max_tokens=40, adv_n=1, adv_steps=4, adv_max_tokens=24, heads_max_tokens=20, k=2)
+             efficient_n=3, max_tokens=40, adv_n=1, adv_steps=4, adv_max_tokens=24, heads_max_tokens=20, k=2,
+             faith_n=2, faith_max_calls=20, faith_methods=("cleann", "attention", "leave_one_out", "random"))
 
 
 def test_registry_writes_every_figure_with_tiny_models(tmp_path):
@@ -248,7 +249,9 @@ def test_registry_writes_every_figure_with_tiny_models(tmp_path):
         assert all(p.stat().st_size > 1000 for p in paths), name
         assert paths[0].read_bytes()[:4] == b"%PDF" and paths[1].read_bytes()[:4] == b"\x89PNG"
     tables = {p.stem for p in (tmp_path / "tables").glob("*.csv")}
-    assert {"explanations", "flip_grid", "sweep", "nullity", "outputs", "wasserstein", "adversarial"} <= tables
+    assert {"explanations", "faithfulness", "flip_grid", "sweep", "nullity", "outputs", "wasserstein", "adversarial"} <= tables
+    faith = run.faithfulness()
+    assert set(faith.method) == {"cleann", "attention", "leave_one_out", "random"} and len(faith) == 2 * (2 * 3 + 1)
     grid = run.flip_grid()
     assert set(grid.layer) == {0, 1} and set(grid["head"]) == {"0", "all"}   # clipped to the tiny model
     adv = run.adversarial()

@@ -23,6 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.experiments import abcd_sentiment as ab
+from analysis.figures import evaluation as fe
 from analysis.figures import paper as pf
 from analysis.experiments import efficient_claims as ec
 from analysis.experiments.common import fast_mode, sample_texts, save_table
@@ -65,13 +66,17 @@ class Sizes:
     heads_max_tokens: int = 40                    # the IMDB excerpt of the raw vs efficient heatmaps
     k: int = 5
     eps: float = 0.01
+    faith_n: int = 30                             # RT test sentences judged by every explainer
+    faith_max_calls: int = 1000                   # model calls per explainer and sentence (no size cap)
+    faith_methods: tuple = ()                     # () = every method of analysis.evaluation
 
 
 FULL = Sizes()
 FAST = Sizes(explain_n=6, imdb_n=2, imdb_max_tokens=40, max_set_size=2, grid_n=2, grid_layers=(3, 5),
              grid_heads=(0, 1, "all"), sweep_n=4, sweep_explain_n=1, alphas=(1e-3, 1e-2, 1e-1),
              n_samples=("head", "hidden", 768), efficient_n=8, max_tokens=96, adv_n=1, adv_steps=80,
-             adv_max_tokens=48, k=3)
+             adv_max_tokens=48, k=3, faith_n=2, faith_max_calls=40,
+             faith_methods=("cleann", "attention", "leave_one_out", "random", "exhaustive"))
 
 
 class PaperRun:
@@ -159,6 +164,26 @@ class PaperRun:
                                         progress=self.progress, **self._runner("explanations-imdb"))
             return pd.concat([rt, imdb], ignore_index=True)
         return self._cached("explanations", compute)
+
+    def faithfulness(self) -> pd.DataFrame:
+        """Every explainer of :mod:`analysis.evaluation` on the same Rotten Tomatoes test sentences
+        under one budget of model calls (deepest layer, ``explain_heads``): one row per sentence,
+        method and head, censored sizes kept (the ``faithfulness`` runner task)."""
+        s = self.sizes
+
+        def compute() -> pd.DataFrame:
+            from analysis.experiments import faithfulness as fa
+            from analysis.experiments.runner import run
+            from analysis.experiments.tasks import get_task
+
+            settings: dict[str, Any] = {"heads": _clip_heads(s.explain_heads, self.model.n_heads),
+                                        "max_calls": s.faith_max_calls}
+            if s.faith_methods:
+                settings["methods"] = list(s.faith_methods)
+            units = fa.make_units(dataset="rotten_tomatoes", n=s.faith_n, seed=self.seed, **settings)
+            return run(get_task("faithfulness"), units, model=self.model, progress=self.progress,
+                       **self._runner("faithfulness"))
+        return self._cached("faithfulness", compute)
 
     def flip_grid(self) -> pd.DataFrame:
         """``explanation_table`` over layers x heads on a few Rotten Tomatoes sentences."""
@@ -286,6 +311,8 @@ def _figures() -> dict[str, FigureSpec]:
         FigureSpec("abcd_explanation_sizes", "ABCD", "explanation-set size, CLEANN vs attention baseline (RT)",
                    lambda run: pf.explanation_size_hist(
                        run.explanations().query("dataset == 'rotten_tomatoes'"), head=str(run.sizes.explain_heads[0]))),
+        FigureSpec("abcd_faithfulness", "ABCD", "every explainer under one call budget: flipped within k tokens, "
+                   "censored sentences kept", lambda run: fe.censored_size_curves(run.faithfulness())),
         FigureSpec("abcd_flip_rate", "ABCD", "flip rate by layer and head, CLEANN vs attention baseline",
                    lambda run: pf.flip_rate_grid(run.flip_grid())),
         FigureSpec("abcd_alpha_n_samples", "ABCD", "graph density and CLEANN sets vs alpha and n_samples",
