@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.spatial.distance import jensenshannon
 
-from analysis.adversarial import _Prefix, layer_blocks, search
+from analysis.adversarial import _Prefix, layer_blocks, output_row_weights, search
 from analysis.efficient import decompose
 from analysis.metrics import tvd
 from conftest import ARCHS, tiny_model
@@ -132,3 +132,118 @@ def test_bad_inputs(gpt2, kwargs, error, match):
     args = {"layer": 0, "head": 0, "steps": 1, "progress": False, **kwargs}
     with pytest.raises(error, match=match):
         search(gpt2, TEXT, **args)
+
+
+# --------------------------------------------------------------------------- where it bites (issue 13)
+def _uniform_change(model, layer, head, constraint):
+    """The output change with (layer, head) replaced by (causal) uniform attention, via model.trace."""
+    base = model.trace(TEXT)
+    n = base.n_tokens
+    u = np.tril(np.ones((n, n))) if model.is_causal else np.ones((n, n))
+    z = model.trace(TEXT, attention_override={(layer, head): u / u.sum(1, keepdims=True)}).logits
+    if constraint == "logit":
+        return float(np.abs(np.asarray(z, np.float64) - np.asarray(base.logits, np.float64)).max())
+    p = lambda x: np.exp(x - x.max()) / np.exp(x - x.max()).sum()        # noqa: E731
+    return float(tvd(p(np.asarray(z, np.float64)), p(np.asarray(base.logits, np.float64))))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "bert"])
+def test_logit_constraint_holds_on_every_returned_adversary(arch):
+    model = tiny_model(arch)
+    r = search(model, TEXT, layer=1, head=1, k=4, eps="relative", eps_fraction=0.5, constraint="logit",
+               steps=60, lr=0.1, progress=False)
+    ablation = _uniform_change(model, 1, 1, "logit")
+    assert r.ablation_change == pytest.approx(ablation, rel=1e-4, abs=1e-6)
+    assert r.eps == pytest.approx(0.5 * ablation, rel=1e-4) and "relative: 0.5 x" in repr(r)
+    assert "|logit change| <=" in repr(r) and r.constraint == "logit"
+    z0 = np.asarray(model.trace(TEXT).logits, np.float64)
+    assert r.feasible.any()
+    np.testing.assert_array_equal(r.feasible, r.logit_change <= r.eps)
+    np.testing.assert_array_equal(r.output_change, r.logit_change)
+    for i in range(r.k):
+        z = np.asarray(model.trace(TEXT, attention_override=r.override(i)).logits, np.float64)
+        assert np.abs(z - z0).max() == pytest.approx(r.logit_change[i], abs=1e-5)
+        if r.feasible[i]:
+            assert np.abs(z - z0).max() <= r.eps + 1e-5          # the bound holds on the model itself
+    assert r.feasible_attentions.shape[0] == r.feasible.sum() >= 1
+
+
+def test_relative_tvd_eps_and_absolute_rule_in_repr(gpt2, one_head):
+    r = search(gpt2, TEXT, layer=1, head=1, k=2, eps="relative", eps_fraction=0.25, steps=5, progress=False)
+    assert r.eps == pytest.approx(0.25 * _uniform_change(gpt2, 1, 1, "tvd"), rel=1e-4, abs=1e-7)
+    np.testing.assert_array_equal(r.feasible, r.tvd <= r.eps)
+    assert one_head.constraint == "tvd" and "(absolute)" in repr(one_head) and f"TVD <= {EPS:g}" in repr(one_head)
+
+
+@pytest.mark.parametrize("arch, target", [("bert", 0), ("gpt2", -1)])
+def test_row_weights_final_layer_target_row_alone(arch, target):
+    model = tiny_model(arch)
+    r = search(model, TEXT, layer=1, head=0, k=2, eps=0.5, steps=5, progress=False)
+    n = len(r.tokens)
+    w = r.row_weights
+    assert w.shape == (n,) and w.sum() == pytest.approx(1.0)
+    others = np.delete(np.arange(n), target % n)
+    assert np.all(w[others] == 0) and w[target] == pytest.approx(1.0)   # only the pooled row reaches the output
+    t = target % n
+    d = r.attentions - r.original_attention
+    np.testing.assert_allclose(r.output_raw_distance, np.linalg.norm(d[:, t], axis=-1), rtol=1e-6)
+    np.testing.assert_allclose(r.output_efficient_distance,
+                               np.linalg.norm((r.efficient - r.original_efficient)[:, t], axis=-1), rtol=1e-6)
+    rows = [jensenshannon(r.attentions[i, t], r.original_attention[t], base=2) ** 2 for i in range(r.k)]
+    np.testing.assert_allclose(r.output_jsd, rows, atol=1e-6)
+    np.testing.assert_allclose(r.output_raw_row_tvd, 0.5 * np.abs(d[:, t]).sum(-1), rtol=1e-6)
+    assert "output rows: JSD" in repr(r)
+
+
+def test_row_weights_earlier_layer_spread_and_match_the_gradient():
+    """Layer 0 of a 2-layer BERT: every row reaches the output through layer 1; the weights are the
+    norms of d logits / d o_q, checked against finite differences of an attention change along V."""
+    model = tiny_model("bert")
+    tr = model.trace(TEXT)
+    w = output_row_weights(model, tr, 0, [0])[0]
+    assert (w > 0).sum() > len(w) // 2 and w.sum() == pytest.approx(1.0)
+    # finite differences: moving row q's attention by delta changes o_q by delta V; the first-order logit
+    # change is J_q (delta V). Recover |J_q| ratio between two rows by directional derivatives.
+    a = np.asarray(tr.attentions[0, 0], np.float64)
+    v = np.asarray(tr.values[0, 0], np.float64)
+    z0 = np.asarray(tr.logits, np.float64)
+    rng = np.random.default_rng(0)
+    q1, q2 = int(np.argmax(w)), int(np.argmin(w))
+    assert w[q1] > 5 * w[q2]
+    grads = []
+    for q in (q1, q2):
+        d = rng.normal(size=len(a))
+        d -= d.mean()                                    # keeps the row sum; small enough to stay >= 0
+        d *= 1e-3 * a[q].min() / np.abs(d).max()
+        a2 = a.copy()
+        a2[q] += d
+        z = np.asarray(model.trace(TEXT, attention_override={(0, 0): a2}).logits, np.float64)
+        grads.append(np.abs(z - z0).max() / np.linalg.norm(d @ v))
+    assert grads[0] > grads[1]                          # the heavier row moves the logits more per unit of o_q
+
+
+def test_irrelevant_head_has_no_relative_eps_and_nan_output_rows():
+    model = tiny_model("bert")
+    d = model.module.config.hidden_size // model.n_heads
+    with torch.no_grad():
+        model.module.bert.encoder.layer[1].attention.output.dense.weight[:, 2 * d:3 * d] = 0.0
+    with pytest.raises(ValueError, match="does not reach the output"):
+        search(model, TEXT, layer=1, head=2, k=2, eps="relative", steps=2, progress=False)
+    r = search(model, TEXT, layer=1, head=2, k=2, eps=0.1, steps=2, progress=False)
+    assert np.all(r.row_weights == 0) and np.isnan(r.output_jsd).all() and np.isnan(r.output_efficient_share).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"constraint": "kl"}, "constraint must be one of"), ({"constraint": "logit", "eps": 0.0}, "eps"),
+    ({"constraint": "logit", "eps": -2.0}, "eps"), ({"eps": "rel"}, "'relative'"),
+    ({"eps": "relative", "eps_fraction": 1.0}, "eps_fraction"), ({"eps": "relative", "eps_fraction": 0}, "eps_fraction"),
+    ({"constraint": "logit", "head": 9}, r"0\.\.3")])
+def test_bad_constraint_inputs(gpt2, kwargs, match):
+    args = {"layer": 0, "head": 0, "steps": 1, "progress": False, **kwargs}
+    with pytest.raises((ValueError, IndexError), match=match):
+        search(gpt2, TEXT, **args)
+
+
+def test_logit_bound_may_exceed_one(gpt2):
+    r = search(gpt2, TEXT, layer=0, head=0, k=2, eps=2.0, constraint="logit", steps=2, progress=False)
+    assert r.eps == 2.0 and r.constraint == "logit"

@@ -1,0 +1,185 @@
+"""Stability of ABCD graphs under attention changes that leave the head's output unchanged.
+
+Run: ``python benchmarks/stability.py [--n 100] [--min-tokens 34] [--layer -1] [--heads 0-11]
+[--extremes 1] [--mixtures 1] [--max-minutes 35] [--out benchmarks/out]``.
+
+For the default sentiment model (or ``--model``) and the first ``--n`` Rotten Tomatoes test
+sentences with at least ``--min-tokens`` tokens (below 34 tokens the value basis [V, 1] of a
+32-dim head has full rank: the null space is empty and every A' equals A), every head of
+``--layer`` gets ``--extremes`` LP extreme points and ``--mixtures`` convex mixtures A' with
+A' V = A V (``analysis.stability.graph_stability``, value basis, seed 0). Per A' it learns the
+ICD graph from raw attention (C = A A^T) and from efficient attention (C = A_eff A_eff^T) and
+compares them with the graphs of A. Prints the scope, the share of A' whose skeleton changed,
+the skeleton SHD / edges mean with a bootstrap 95% CI over sentences (sentence means resampled,
+seed 0), the share whose [CLS] neighbours changed, and the largest logit change when the model
+runs with A' in place of A (``verify``). Writes the tidy table ``stability_rows.csv`` (one row per
+A') and ``stability_summary.csv`` under ``--out`` atomically; the rows file is rewritten after
+every sentence, so a run stopped by ``--max-minutes`` keeps what it measured. Also draws the paper
+figure (``analysis.figures.stability``) to ``stability.png``. ``--from-rows CSV`` skips the measurement
+and reports (tables, summary, figure) from a rows file written earlier.
+
+Tables only, no pass/fail: the numbers are what they are.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import load_model
+from analysis.data import load_dataset
+from analysis.files import atomic_path
+from analysis.stability import graph_stability
+
+
+def table(title: str, headers: list[str], rows: list[list], notes: str = "") -> None:
+    """Print a plain-text table."""
+    cells = [[f"{c:.3g}" if isinstance(c, (float, np.floating)) else str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print(f"\n## {title}\n")
+    print("  ".join(h.rjust(w) for h, w in zip(headers, widths)))
+    for r in cells:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    if notes:
+        print(notes)
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """Write ``df`` to ``path`` through a temporary file (never half-written)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile CI of the mean of ``values`` [k] (one value per sentence), resampled with ``seed``."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def parse_heads(spec: str, n_heads: int) -> list[int]:
+    """"0-11" or "0,3,5" -> head indices, each checked against ``n_heads``."""
+    out: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    bad = [h for h in out if not 0 <= h < n_heads]
+    if bad:
+        raise SystemExit(f"--heads {bad} out of range: the model has {n_heads} heads per layer (0..{n_heads - 1})")
+    return out
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per attention kind (raw, efficient): the stability numbers over all A'."""
+    out = []
+    for kind in ("raw", "efficient"):
+        frac = df[f"{kind}_skeleton_shd"] / df[f"{kind}_edges"].clip(lower=1)
+        per_text = frac.groupby(df["text"]).mean().to_numpy()
+        lo, hi = bootstrap_ci(per_text)
+        out.append(dict(attention=kind, sentences=df.text.nunique(), heads=df["head"].nunique(), a_prime=len(df),
+                        skeleton_changed=float((df[f"{kind}_skeleton_shd"] > 0).mean()),
+                        marks_changed=float((df[f"{kind}_shd"] > 0).mean()),
+                        shd_per_edge_mean=float(frac.mean()), shd_per_edge_ci_lo=lo, shd_per_edge_ci_hi=hi,
+                        skeleton_shd_median=float(df[f"{kind}_skeleton_shd"].median()),
+                        edges_median=float(df[f"{kind}_edges"].median()),
+                        cls_neighbours_changed=float((df[f"{kind}_target_changed"] > 0).mean()),
+                        logit_change_max=float(df.logit_change.max()), residual_max=float(df.residual.max())))
+    return pd.DataFrame(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None, help="model name for analysis.load_model (default: the default model)")
+    ap.add_argument("--n", type=int, default=100, help="sentences (>= --min-tokens tokens) to measure")
+    ap.add_argument("--min-tokens", type=int, default=34)
+    ap.add_argument("--layer", type=int, default=-1)
+    ap.add_argument("--heads", default=None, help='e.g. "0-11" or "0,3" (default: every head)')
+    ap.add_argument("--extremes", type=int, default=1, help="LP extreme points per head")
+    ap.add_argument("--mixtures", type=int, default=1, help="convex mixtures per head")
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop after the sentence that passes this")
+    ap.add_argument("--no-verify", action="store_true", help="skip the forward pass with A' in place")
+    ap.add_argument("--out", default="benchmarks/out")
+    ap.add_argument("--from-rows", default=None, help="report from this stability_rows.csv, measuring nothing")
+    args = ap.parse_args()
+    out = Path(args.out)
+    if args.from_rows:
+        report(pd.read_csv(args.from_rows), out, None)
+        return
+    if args.n < 1:
+        raise SystemExit("--n must be >= 1")
+    model = load_model() if args.model is None else load_model(args.model)
+    heads = parse_heads(args.heads, model.n_heads) if args.heads else list(range(model.n_heads))
+    data = load_dataset("rotten_tomatoes", "test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lengths = [len(model.encode(t, truncate=True).input_ids) for t in data.texts]
+    eligible = [(i, t, n) for i, (t, n) in enumerate(zip(data.texts, lengths)) if n >= args.min_tokens]
+    chosen = eligible[:args.n]
+    print(f"model {getattr(model, 'name', model)}; Rotten Tomatoes test: {len(lengths)} sentences, "
+          f"{len(eligible)} with >= {args.min_tokens} tokens; measuring the first {len(chosen)}; layer {args.layer}, "
+          f"heads {heads}; {args.extremes} extreme + {args.mixtures} mixture A' per head (value basis, seed 0)",
+          flush=True)
+    t0 = time.time()
+    rows: list[dict] = []
+    rows_path = out / "stability_rows.csv"
+    for k, (idx, text, n) in enumerate(chosen):
+        trace = model.trace(text)
+        for h in heads:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = graph_stability(model, text, layer=args.layer, head=h, n_extreme=args.extremes,
+                                    n_mix=args.mixtures, seed=0, trace=trace, verify=not args.no_verify)
+            for row in r.rows():
+                row.update(text=k, dataset_index=idx)
+                rows.append(row)
+        write_csv(pd.DataFrame(rows), rows_path)
+        minutes = (time.time() - t0) / 60
+        print(f"sentence {k + 1}/{len(chosen)} (n={n}): {minutes:.1f} min", flush=True)
+        if args.max_minutes is not None and minutes > args.max_minutes and k + 1 < len(chosen):
+            print(f"stopping: --max-minutes {args.max_minutes} passed after {k + 1} sentences", flush=True)
+            break
+    report(pd.DataFrame(rows), out, time.time() - t0)
+
+
+def report(df: pd.DataFrame, out: Path, seconds: float | None) -> None:
+    """Print the tables, write the summary CSV and the figure under ``out``."""
+    summary = summarise(df)
+    write_csv(summary, out / "stability_summary.csv")
+    print(f"\nscope: {df.text.nunique()} sentences (tokens {df.n.min()}-{df.n.max()}, median "
+          f"{int(df.groupby('text').n.first().median())}), layer {int(df.layer.iloc[0])}, {df['head'].nunique()} heads, "
+          f"{len(df)} A' ({(df.kind == 'extreme').sum()} extreme, {(df.kind == 'mixture').sum()} mixture); "
+          f"nullity {df.nullity.min()}-{df.nullity.max()} (median {df.nullity.median():.0f})"
+          + ("" if seconds is None else f"; {seconds / 60:.1f} min"))
+    table("ABCD (ICD) graph of A vs of output-preserving A'",
+          ["attention", "A'", "skeleton changed", "marks changed", "SHD/edges mean", "95% CI", "skeleton SHD median",
+           "edges median", "[CLS] nbrs changed", "max logit change"],
+          [[r.attention, r.a_prime, f"{r.skeleton_changed:.0%}", f"{r.marks_changed:.0%}", r.shd_per_edge_mean,
+            f"{r.shd_per_edge_ci_lo:.3g}-{r.shd_per_edge_ci_hi:.3g}", r.skeleton_shd_median, r.edges_median,
+            f"{r.cls_neighbours_changed:.0%}", r.logit_change_max] for r in summary.itertuples()],
+          "SHD/edges: skeleton SHD between graph(A') and graph(A) over the edges of graph(A); CI: bootstrap over "
+          "sentences (per-sentence means). max logit change: largest |logit(A') - logit(A)| with A' in the model.")
+    per_kind = []
+    for kind, d in df.groupby("kind"):
+        per_kind.append([kind, len(d), d.tvd.median(), f"{(d.raw_skeleton_shd > 0).mean():.0%}",
+                         (d.raw_skeleton_shd / d.raw_edges.clip(lower=1)).mean(),
+                         f"{(d.raw_target_changed > 0).mean():.0%}", int(d.efficient_skeleton_shd.max())])
+    table("by kind of A'", ["kind", "A'", "row TVD median", "raw skeleton changed", "raw SHD/edges mean",
+                            "raw [CLS] nbrs changed", "efficient skeleton SHD max"], per_kind)
+    import matplotlib
+    matplotlib.use("Agg")
+    from analysis.figures.stability import stability_figure
+    fig = stability_figure(df)
+    with atomic_path(out / "stability.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=200)
+    print(f"\nwrote {out / 'stability_summary.csv'} and {out / 'stability.png'} (rows: {out / 'stability_rows.csv'})")
+
+
+if __name__ == "__main__":
+    main()
