@@ -53,6 +53,7 @@ Where it bites (issue 13):
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -181,11 +182,26 @@ def layer_blocks(model: TracedModel) -> list[nn.Module] | None:
     return blocks if len({id(b) for b in blocks}) == len(blocks) else None
 
 
+_REPLAY_ATTR = "_attnlab_replay"   # on a replayed block: {thread id: output}, plus its original forward
+_REPLAY_LOCK = threading.Lock()    # guards installing / removing those tables
+_MISSING = object()
+
+
+def _replaying_forward(table: dict[int, Any], original: Callable[..., Any]) -> Callable[..., Any]:
+    """A block's forward that returns the replayed output for the threads in ``table`` and runs
+    ``original`` for every other thread (a panel's job and the notebook may share one model)."""
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        out = table.get(threading.get_ident(), _MISSING)
+        return original(*args, **kwargs) if out is _MISSING else out
+    return forward
+
+
 @dataclass
 class _Prefix:
     """The blocks before the searched layer see no override, so their output is the same at every
-    step: computed once, then replayed inside :meth:`replay` only (the model is untouched
-    outside it, so callbacks may run the model)."""
+    step: computed once, then replayed inside :meth:`replay` only, and only for the searching
+    thread (the model is untouched outside it and for other threads, so callbacks and other
+    threads may run the model)."""
 
     blocks: list[nn.Module] = field(default_factory=list)   # blocks 0 .. layer-1 (empty: no replay)
     output: Any = None                                       # what block layer-1 returned
@@ -196,7 +212,12 @@ class _Prefix:
         if not blocks:
             return cls()
         seen: dict[str, Any] = {}
-        handle = blocks[layer - 1].register_forward_hook(lambda module, args, out: seen.setdefault("out", out))
+        thread = threading.get_ident()
+
+        def keep(module: nn.Module, args: Any, out: Any) -> None:
+            if threading.get_ident() == thread:       # not another thread's forward on the same model
+                seen.setdefault("out", out)
+        handle = blocks[layer - 1].register_forward_hook(keep)
         try:
             with torch.no_grad():
                 model.forward(batch)
@@ -209,17 +230,31 @@ class _Prefix:
         if not self.blocks or self.output is None:
             yield
             return
-        saved = [b.__dict__.get("forward") for b in self.blocks]
-        try:
+        thread = threading.get_ident()
+        with _REPLAY_LOCK:
             for b in self.blocks:
-                b.forward = lambda *args, **kwargs: self.output
+                entry = b.__dict__.get(_REPLAY_ATTR)
+                if entry is None:                      # first replay on this block: install the switch
+                    saved = b.__dict__.get("forward")
+                    table: dict[int, Any] = {}
+                    b.forward = _replaying_forward(table, saved if saved is not None else type(b).forward.__get__(b))
+                    entry = b.__dict__[_REPLAY_ATTR] = (table, saved)
+                entry[0][thread] = self.output
+        try:
             yield
         finally:
-            for b, old in zip(self.blocks, saved):
-                if old is None:
-                    b.__dict__.pop("forward", None)
-                else:
-                    b.forward = old
+            with _REPLAY_LOCK:
+                for b in self.blocks:
+                    entry = b.__dict__.get(_REPLAY_ATTR)
+                    if entry is None:
+                        continue
+                    entry[0].pop(thread, None)
+                    if not entry[0]:                   # no thread replays any more: restore the block
+                        del b.__dict__[_REPLAY_ATTR]
+                        if entry[1] is None:
+                            b.__dict__.pop("forward", None)
+                        else:
+                            b.forward = entry[1]
 
 
 @dataclass(frozen=True, eq=False)

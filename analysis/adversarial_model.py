@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from analysis.causal.synthetic import check_seed
 from analysis.metrics import jsd, kl, tvd
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def train_adversary(model: TracedModel, dataset: Any, *, lam: float = 1.0, epoch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # long reviews are truncated, as predict does
         encoded = [model.encode(t, truncate=True) for t in texts]
-    torch.manual_seed(seed)
+    torch.manual_seed(check_seed(seed))
     rng = np.random.default_rng(seed)
     module = copy.deepcopy(model.module).eval()
     params = (list(module.attention.proj.parameters()) + list(module.attention.v.parameters())

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from analysis.causal.synthetic import check_seed
 from analysis.models.attention import AttentionHook
 from analysis.models.base import ForwardOutput, TracedModel
 from analysis.models.text import TextInput
@@ -281,7 +282,7 @@ def pretrained_embeddings(dim: int) -> torch.Tensor:
 
 def tiny(encoder: str = "lstm", *, dim: int = 16, seed: int = 0, max_length: int = 64) -> AttentionClassifier:
     """An untrained small classifier on the MiniLM tokenizer (for tests and examples)."""
-    torch.manual_seed(seed)
+    torch.manual_seed(check_seed(seed))
     tok = _tokenizer()
     module = AttentionClassifierModule(len(tok), encoder=encoder, dim=dim, attention_dim=dim,
                                        pad_id=int(tok.pad_token_id))
@@ -324,7 +325,7 @@ def train(out_dir: Path | None, recipe: ClassifierRecipe = RECIPES["attention-cl
     from analysis.zoo.sentiment import length_batches
 
     start = time.perf_counter()
-    torch.manual_seed(recipe.seed)
+    torch.manual_seed(check_seed(recipe.seed))
     rng = np.random.default_rng(recipe.seed)
     tok = _tokenizer()
     pad_id = int(tok.pad_token_id)

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from analysis.causal.synthetic import check_seed
 from analysis.models.base import Encoded, ForwardOutput, InputError, Override
 from analysis.models.model import Model
 from analysis.models.trace import Trace
@@ -318,7 +319,7 @@ def build_module(n_items: int, *, hidden: int = 64, layers: int = 2, heads: int 
         num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=max_len,
         type_vocab_size=1, pad_token_id=ItemVocabulary.PAD, hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout, initializer_range=0.02, architectures=["BertForMaskedLM"])
-    torch.manual_seed(seed)
+    torch.manual_seed(check_seed(seed))
     return transformers.BertForMaskedLM(cfg)
 
 
@@ -439,7 +440,7 @@ def train_bert4rec(sequences: Sequence[Items], *, n_items: int | None = None, ti
     module = build_module(vocab.n_items, hidden=hidden, layers=layers, heads=heads, max_len=max_len,
                           dropout=dropout, seed=seed)
     module.set_attn_implementation("eager")
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(check_seed(seed))
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
     n_batches = math.ceil(len(fit) / batch_size)
     total = epochs * n_batches

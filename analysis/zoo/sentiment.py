@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from analysis.causal.synthetic import check_seed
+
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
 
@@ -87,7 +89,7 @@ def train(out_dir: Path, recipe: SentimentRecipe = SentimentRecipe(), *, progres
     from analysis.data import load_dataset
 
     start = time.perf_counter()
-    torch.manual_seed(recipe.seed)
+    torch.manual_seed(check_seed(recipe.seed))
     rng = np.random.default_rng(recipe.seed)
     base = base_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
