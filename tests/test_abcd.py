@@ -8,14 +8,14 @@ import pytest
 
 from analysis import abcd, causal
 from analysis.causal import DSeparationOracle, random_dag, random_weights, sem_mixing_matrix
-from conftest import tiny_model
+from tests.helpers import tiny_model
 
 TEXT = "A wonderful little film, moving and funny, with a great cast."
 
 
 @pytest.fixture(scope="module")
-def bert():
-    return tiny_model("bert")
+def bert(tiny_bert):
+    return tiny_bert
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_explain_on_a_decoder_uses_the_last_token_and_token_order():
 
 
 def test_explain_budget_is_explicit_and_a_call_budget_truncates_the_same_search():
-    from test_evaluation import TEXT as TWO_TEXT, TwoTokenModel   # flips only without both "good" and "great"
+    from tests.helpers import TWO_TOKEN_TEXT as TWO_TEXT, TwoTokenModel   # flips only without both "good" and "great"
 
     two = TwoTokenModel()
     full = abcd.explain(two, TWO_TEXT, max_calls=None, max_set_size=2, n_samples=1e12)
@@ -151,7 +151,7 @@ def test_explain_budget_is_explicit_and_a_call_budget_truncates_the_same_search(
 
 
 def test_explain_progress_hook_cancels_between_batches():
-    from test_evaluation import TEXT as TWO_TEXT, TwoTokenModel
+    from tests.helpers import TWO_TOKEN_TEXT as TWO_TEXT, TwoTokenModel
 
     seen = []
 

@@ -10,15 +10,15 @@ from scipy.spatial.distance import jensenshannon
 from analysis.adversarial import _Prefix, layer_blocks, output_row_weights, search
 from analysis.efficient import decompose
 from analysis.metrics import tvd
-from conftest import ARCHS, tiny_model
+from tests.helpers import ARCHS, tiny_model
 
 TEXT = "A wonderful little film, moving and funny, with a great cast."
 EPS = 0.05
 
 
 @pytest.fixture(scope="module")
-def gpt2():
-    return tiny_model("gpt2")
+def gpt2(tiny_models):
+    return tiny_models("gpt2")
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,7 @@ def test_lam_zero_only_keeps_the_prediction():
 
 
 def test_bad_input_gets_clear_errors():
-    from conftest import tiny_model
+    from tests.helpers import tiny_model
 
     with pytest.raises(TypeError, match="single-attention classifier"):
         train_adversary(tiny_model("bert"), ["good"], progress=False)

@@ -20,7 +20,7 @@ from analysis.models import SUPPORTED_ARCHITECTURES, InputError, Model
 from analysis.models.attention import (AttentionHook, attention_hooks, find_attention_sites,
                                        register)
 from analysis.models.trace import HeadArray, NotCapturedError
-from tests.conftest import VOCAB, tokenizer
+from tests.helpers import VOCAB, tokenizer
 
 TEXT = "a gripping , funny and heartfelt film about two old friends on the road"
 POSITIONS = 40   # position tables of the tiny models: max_length is checked against them

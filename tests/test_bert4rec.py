@@ -14,7 +14,7 @@ from analysis.models import InputError
 from analysis.zoo import bert4rec
 from analysis.zoo.bert4rec import ItemVocabulary, Recommender, rank_metrics, recency_positions, train_bert4rec
 
-from conftest import markov_sequences as _markov  # noqa: E402
+from tests.helpers import markov_sequences as _markov
 
 N_ITEMS = 40
 

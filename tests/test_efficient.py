@@ -13,7 +13,7 @@ from scipy.optimize import minimize
 
 from analysis.efficient import (basis_matrix, decompose, decompose_layer, decompose_matrix,
                                 output_projection)
-from conftest import ARCHS, tiny_model
+from tests.helpers import ARCHS, tiny_model
 
 LONG = "A wonderful little film, moving and funny, with a great cast and a terrible ending."
 

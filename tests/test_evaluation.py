@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_model
 
 from analysis import abcd
 from analysis.abcd import Budget
@@ -23,54 +22,9 @@ from analysis.evaluation import (
     summarize_results,
 )
 from analysis.experiments import faithfulness
-from analysis.models.trace import Trace
+from tests.helpers import TWO_TOKEN_TEXT, TwoTokenModel, tiny_model
 
-KEYS = ("good", "great")
-
-
-class TwoTokenModel:
-    """A classifier whose output depends only on two words: p(positive) = 0.2 + 0.35 per key word
-    present ("good", "great"). With both present the prediction (positive, 0.9) flips only when
-    both are removed: the unique minimal flipping set is {good, great}. Tokens: [CLS] words [SEP]."""
-
-    task = "sequence-classification"
-    labels = ("negative", "positive")
-    n_layers, n_heads = 1, 2
-    # the TracedModel capabilities the analysis reads (this fake writes its own trace/predict)
-    kind, input_kind = "toy", "text"
-    abductive = query_independent = is_causal = False
-
-    def tokens(self, text: str) -> list[str]:
-        return ["[CLS]", *text.split(), "[SEP]"]
-
-    def p_positive(self, words: list[str]) -> float:
-        return 0.2 + 0.35 * sum(k in words for k in KEYS)
-
-    def predict(self, texts, *, remove=None, removal: str = "delete", **_: object) -> np.ndarray:
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        removes = remove if remove and isinstance(remove[0], (list, tuple)) else [remove or []] * len(texts)
-        out = []
-        for t, r in zip(texts, removes):
-            words = [w for i, w in enumerate(self.tokens(t)) if i not in set(r)]
-            p = self.p_positive(words)
-            out.append([1 - p, p])
-        return np.array(out)
-
-    def trace(self, text: str) -> Trace:
-        toks = self.tokens(text)
-        n = len(toks)
-        rng = np.random.default_rng(n)
-        att = rng.uniform(0.2, 1.0, size=(1, 2, n, n))          # dense, generic: a complete graph
-        att /= att.sum(-1, keepdims=True)
-        probs = self.predict([text])[0]
-        return Trace(tokens=toks, input_ids=np.arange(n), attentions=att.astype(np.float32),
-                     values=rng.normal(size=(1, 2, n, 3)).astype(np.float32),
-                     hidden_states=rng.normal(size=(2, n, 6)).astype(np.float32), logits=np.log(probs),
-                     probs=probs, special=np.array([i in (0, n - 1) for i in range(n)]), task=self.task,
-                     labels=self.labels, text=text)
-
-
-TEXT = "a good film with a great cast and fine music"     # good@2, great@6; 10 content tokens
+TEXT = TWO_TOKEN_TEXT                                       # good@2, great@6; 10 content tokens
 NEUTRAL = "a film with a cast and music"                   # nothing to remove: never flips
 
 

@@ -46,9 +46,6 @@ def test_without_overwrite_an_existing_file_is_kept_and_no_temporary_left(tmp_pa
 
 
 def test_save_figure_keeps_the_full_name_and_can_refuse_to_overwrite(tmp_path):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from analysis.figures.style import save_figure

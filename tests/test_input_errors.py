@@ -6,20 +6,20 @@ import os
 
 import numpy as np
 import pytest
-from conftest import tiny_model
 
 from analysis import abcd
 from analysis.adversarial import search
 from analysis.causal import check_seed, random_dag, random_weights
 from analysis.data import load_movielens
 from analysis.models import InputError
+from tests.helpers import tiny_model
 
 TEXT = "the film was a slow burn but the acting carried it"
 
 
 @pytest.fixture(scope="module")
-def bert():
-    return tiny_model("bert")
+def bert(tiny_bert):
+    return tiny_bert
 
 
 @pytest.fixture(scope="module")

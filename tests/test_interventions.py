@@ -8,7 +8,7 @@ import pytest
 from analysis import interventions as iv
 from analysis.efficient import decompose
 from analysis.metrics import jsd, tvd
-from conftest import tiny_model
+from tests.helpers import tiny_model
 
 LONG = "A wonderful little film, moving and funny, with a great cast and a terrible ending."
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import tokenizer
 
 import analysis
+from tests.helpers import tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_a_complete_folder_loads_and_reads_words(saved):
 
 
 def test_the_lab_picker_refuses_a_folder_without_tokenizer(saved):
-    from conftest import tiny_model
+    from tests.helpers import tiny_model
 
     from widgets import Lab
 
@@ -73,7 +73,7 @@ def test_the_lab_picker_refuses_a_folder_without_tokenizer(saved):
 
 
 def test_the_lab_keeps_a_load_error_and_clears_a_fixed_picker_problem(saved):
-    from conftest import tiny_model
+    from tests.helpers import tiny_model
 
     from widgets import Lab
 

@@ -20,7 +20,7 @@ from analysis.models.trace import HeadArray, NotCapturedError
 from analysis.zoo import attention_classifier as ac
 from analysis.zoo.bert4rec import ItemVocabulary, Recommender, build_module
 
-from conftest import tiny_model
+from tests.helpers import tiny_model
 
 TEXT = "the movie was surprisingly good, and the actors were great."
 HISTORY = (3, 5, 7, 1, 2, 9)

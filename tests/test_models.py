@@ -8,7 +8,7 @@ import torch
 import transformers
 
 from analysis.models import InputError, Model, load_model
-from conftest import tiny_hf_model, tiny_model, tokenizer
+from tests.helpers import tiny_hf_model, tiny_model, tokenizer
 
 TEXT = "A wonderful little film, moving and funny."
 

@@ -7,24 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from analysis import abcd  # noqa: E402
-from analysis.efficient import decompose_matrix  # noqa: E402
-from analysis.experiments import abcd_sentiment as ab  # noqa: E402
-from analysis.experiments import efficient_claims as ec  # noqa: E402
-from analysis.experiments import save_table  # noqa: E402
-from analysis.experiments.paper import FIGURES, PaperRun, Sizes, figure_names, make_figure, make_figures  # noqa: E402
-from analysis.figures import paper as pf  # noqa: E402
-from tests.conftest import tiny_model  # noqa: E402
+from analysis import abcd
+from analysis.efficient import decompose_matrix
+from analysis.experiments import abcd_sentiment as ab
+from analysis.experiments import efficient_claims as ec
+from analysis.experiments import save_table
+from analysis.experiments.paper import FIGURES, PaperRun, Sizes, figure_names, make_figure, make_figures
+from analysis.figures import paper as pf
+from tests.helpers import tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

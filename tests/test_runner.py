@@ -105,7 +105,7 @@ def test_dask_local_cluster_gives_the_same_table(reference, dask_client, tmp_pat
 
 def test_a_tiny_bert_ships_to_joblib_and_dask_workers(dask_client):
     from analysis.experiments import abcd_sentiment as ab
-    from tests.conftest import tiny_model
+    from tests.helpers import tiny_model
 
     model = tiny_model("bert")
     texts = ["a gorgeous , witty , seductive movie .", "the plot is thin and the acting is dull ."]
@@ -240,7 +240,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_command_help_run_status_summarize(tmp_path, capsys):
     from analysis.experiments.__main__ import main
-    from tests.conftest import tiny_hf_model, tokenizer
+    from tests.helpers import tiny_hf_model, tokenizer
 
     helped = _cli("--help")
     assert helped.returncode == 0 and "explanations" in helped.stdout and "graph_sweep" in helped.stdout

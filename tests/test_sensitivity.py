@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from analysis.sensitivity import ablated_attention, head_sensitivity
-from conftest import tiny_model
+from tests.helpers import tiny_model
 
 TEXTS = ["A wonderful little film, moving and funny.", "a terrible ending and a dull cast"]
 

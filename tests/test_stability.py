@@ -9,14 +9,13 @@ from hypothesis import strategies as st
 from analysis import abcd, causal
 from analysis.efficient import basis_matrix
 from analysis.stability import (NEG_TOL, graph_stability, output_preserving, output_preserving_matrix)
-from conftest import tiny_model
 
 TEXT = "A wonderful little film, moving and funny, with a great cast and a terrible ending."
 
 
 @pytest.fixture(scope="module")
-def bert():
-    return tiny_model("bert")
+def bert(tiny_bert):
+    return tiny_bert
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +156,6 @@ def test_bad_input_is_refused_clearly(bert, trace):
 
 
 def test_stability_figure_draws_raw_and_efficient(bert, trace):
-    import matplotlib
-
-    matplotlib.use("Agg")
     from analysis.figures.stability import stability_figure, stability_table
 
     r = graph_stability(bert, TEXT, layer=1, head=3, n_extreme=2, n_mix=1, verify=False, trace=trace)

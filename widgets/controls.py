@@ -10,6 +10,7 @@ import ipywidgets as W
 from analysis import abcd
 from analysis.causal import ALGORITHMS
 from analysis.efficient import BASES
+from analysis.types import Algorithm, AttentionKind, Basis, NodeSet
 from widgets.items import position_options
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ TEST_FIELDS = ("layer", "head", "alpha", "n_samples", "attention", "basis")
 NODE_OPTIONS = (("all tokens", "all"), ("content tokens", "content"))
 ATTENTION_OPTIONS = (("raw A", "raw"), ("efficient A P", "efficient"))
 #: bases that read the model's weights or gradients: ``settings()`` then adds ``model=``
-MODEL_BASES = ("value_output", "jacobian")
+MODEL_BASES: tuple[Basis, ...] = ("value_output", "jacobian")
 
 
 def layer_slider(description: str = "layer") -> W.IntSlider:
@@ -80,8 +81,8 @@ class GraphControls(W.VBox):
     ``model``, of ``abcd.explain``), with ``model=`` added when the basis needs the model.
     """
 
-    def __init__(self, n_heads: int, *, fields: Sequence[str] = FIELDS, algorithm: str = "icd",
-                 alpha: float = 0.01, nodes: str = "content", attention: str = "raw", basis: str = "value",
+    def __init__(self, n_heads: int, *, fields: Sequence[str] = FIELDS, algorithm: Algorithm = "icd",
+                 alpha: float = 0.01, nodes: NodeSet = "content", attention: AttentionKind = "raw", basis: Basis = "value",
                  model: TracedModel | None = None) -> None:
         unknown = [f for f in fields if f not in FIELDS]
         if unknown:

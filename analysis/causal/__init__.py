@@ -11,9 +11,11 @@ Pass ``ci_test=DSeparationOracle(dag)`` to run against the exact truth.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence, get_args
 
 import numpy as np
+
+from analysis.types import Algorithm
 
 from ._core import Tester, Work, make_graph
 from .citest import (PSD_TOLERANCE, BatchedCITest, CITestResult, DSeparationOracle, FisherZTest,
@@ -36,7 +38,7 @@ __all__ = [
     "sem_mixing_matrix", "shd", "skeleton_scores", "skeleton_shd",
 ]
 
-ALGORITHMS = ("pc", "fci", "icd")
+ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
 
 
 def _resolve_nodes(nodes: Sequence[int] | None, n_vars: int) -> list[int]:
@@ -70,7 +72,7 @@ def _resolve_order(order: Sequence[int] | None, nodes: list[int],
 
 
 def learn_graph(corr: np.ndarray | None, n_samples: float | None = None, *,
-                alpha: float = 0.01, algorithm: str = "fci",
+                alpha: float = 0.01, algorithm: Algorithm = "fci",
                 nodes: Sequence[int] | None = None, order: Sequence[int] | None = None,
                 max_r: int | None = None, labels: Sequence[str] | None = None,
                 ci_test: Any = None, selection_bias: bool = True, stable: bool = False,

@@ -12,9 +12,11 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Hashable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Iterator, Mapping, Sequence, get_args
 
 import numpy as np
+
+from analysis.types import Algorithm, GraphKind
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -23,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Mark", "Edge", "Graph", "GRAPH_KINDS"]
 
-GRAPH_KINDS = ("dag", "cpdag", "pag")
+GRAPH_KINDS: tuple[GraphKind, ...] = get_args(GraphKind)
 
 
 class Mark(enum.IntEnum):
@@ -75,7 +77,7 @@ class Graph:
     labels: tuple | None = None
     sepsets: Mapping[tuple, tuple] = field(default_factory=dict)
     n_tests: int = 0
-    algorithm: str | None = None
+    algorithm: Algorithm | None = None
     alpha: float | None = None
     n_samples: float | None = None
     seconds: float | None = None

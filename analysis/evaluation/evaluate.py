@@ -15,6 +15,7 @@ from analysis.evaluation.explainers import (
     seed_of,
 )
 from analysis.evaluation.metrics import eraser, exhaustive_agreement, result_row
+from analysis.types import NodeSet, Removal
 
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
@@ -34,8 +35,8 @@ def check_methods(methods: Sequence[str]) -> list[str]:
 
 
 def evaluate_input(model: TracedModel, text: Any, *, methods: Sequence[str] = METHODS, budget: Budget | None = None,
-                   heads: Sequence[int | str] = (0, "all"), layer: int = -1, removal: str = "delete",
-                   nodes: str = "content", seed: int = 0, max_exhaustive: int = MAX_EXHAUSTIVE,
+                   heads: Sequence[int | str] = (0, "all"), layer: int = -1, removal: Removal = "delete",
+                   nodes: NodeSet = "content", seed: int = 0, max_exhaustive: int = MAX_EXHAUSTIVE,
                    metrics: bool = True, ig_steps: int = 32, **cleann_options: Any) -> list[dict[str, Any]]:
     """One row per method x head on ``text`` (see :func:`analysis.evaluation.metrics.result_row`),
     plus ERASER metrics for every method that ranks tokens (``metrics``), and agreement with the

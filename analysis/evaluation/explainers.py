@@ -29,6 +29,7 @@ import numpy as np
 
 from analysis import abcd
 from analysis.abcd import Budget
+from analysis.types import NodeSet, Removal
 
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
@@ -91,7 +92,7 @@ def seed_of(*parts: Any) -> int:
     return zlib.crc32("|".join(map(str, parts)).encode())
 
 
-def candidates_of(trace: Any, target: int, nodes: str | Sequence[int] = "content") -> tuple[int, ...]:
+def candidates_of(trace: Any, target: int, nodes: NodeSet | Sequence[int] = "content") -> tuple[int, ...]:
     """The positions a method may remove: the node set without the target."""
     return tuple(i for i in abcd.select_nodes(trace, nodes, keep=[target]) if i != target)
 
@@ -100,7 +101,7 @@ def candidates_of(trace: Any, target: int, nodes: str | Sequence[int] = "content
 class _Checker:
     """Batched removal checks against the original top-1, counting calls per size."""
 
-    def __init__(self, model: TracedModel, text: Any, original: int, removal: str) -> None:
+    def __init__(self, model: TracedModel, text: Any, original: int, removal: Removal) -> None:
         self.model, self.text, self.original, self.removal = model, text, original, removal
         self.calls_by_size: dict[int, int] = {}
 
@@ -245,7 +246,7 @@ def gradient_scores(model: TracedModel, text: str, original: int, *, integrated:
     return attr.sum(-1)[0].detach().cpu().numpy().astype(np.float64), 1, 0.0
 
 
-def leave_one_out_scores(model: TracedModel, text: str, original: int, cands: Sequence[int], removal: str) -> np.ndarray:
+def leave_one_out_scores(model: TracedModel, text: str, original: int, cands: Sequence[int], removal: Removal) -> np.ndarray:
     """Drop in p(original class) when each candidate alone is removed [n] (0 elsewhere)."""
     p0 = model.predict([text])[0][original]
     probs = model.predict([text] * len(cands), remove=[[i] for i in cands], removal=removal)
@@ -271,7 +272,7 @@ def cleann_ranking(e: abcd.Explanation, cands: Sequence[int]) -> tuple[int, ...]
 
 # --------------------------------------------------------------------------- the interface
 def run_method(method: str, model: TracedModel, text: Any, budget: Budget, *, layer: int = -1, head: int | str = 0,
-               removal: str = "delete", nodes: str | Sequence[int] = "content", seed: int = 0,
+               removal: Removal = "delete", nodes: NodeSet | Sequence[int] = "content", seed: int = 0,
                calls_by_size: dict[int, int] | None = None, trace: Any = None, target: int | None = None,
                ig_steps: int = 32, max_exhaustive: int = MAX_EXHAUSTIVE, **cleann_options: Any) -> MethodResult:
     """Run one explainer on one input within ``budget``.

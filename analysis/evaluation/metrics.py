@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from analysis.evaluation.explainers import MethodResult
+from analysis.types import Removal
 
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
@@ -34,7 +35,7 @@ def _top(ranking: Sequence[int], q: float) -> list[int]:
 
 
 def eraser(model: TracedModel, text: Any, ranking: Sequence[int], *, removable: Sequence[int], original: int | None = None,
-           removal: str = "delete", fractions: Sequence[float] = FRACTIONS) -> dict[str, float]:
+           removal: Removal = "delete", fractions: Sequence[float] = FRACTIONS) -> dict[str, float]:
     """Comprehensiveness and sufficiency at each fraction and their AOPCs, for ``ranking`` (candidate
     positions, most important first); ``removable``: every non-special position (what sufficiency
     removes outside the top-k). Keys ``comp_<pct>``, ``suff_<pct>``, ``aopc_comp``, ``aopc_suff``."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Sequence, get_args
 
 import numpy as np
 import torch
@@ -19,8 +19,9 @@ from torch import nn
 
 from analysis.models.attention import AttentionHook
 from analysis.models.trace import HeadArray, Trace
+from analysis.types import Removal, Task
 
-REMOVALS = ("delete", "mask", "pad", "unk")
+REMOVALS: tuple[Removal, ...] = get_args(Removal)
 
 Override = Mapping[tuple[int, int], Any]
 
@@ -58,7 +59,7 @@ class TracedModel(ABC):
     #: what the model is: "transformer", "attention-classifier", "recommender", ...
     kind: ClassVar[str] = "model"
     #: "sequence-classification", "masked-lm", "causal-lm" or "recommendation" (may be set per instance)
-    task: str = "sequence-classification"
+    task: Task = "sequence-classification"
     #: every attention row is the same distribution (one query per input): analyses may use one row
     query_independent: ClassVar[bool] = False
     #: explanations trace the prediction appended to the input (:meth:`explanation_trace`)
@@ -92,7 +93,7 @@ class TracedModel(ABC):
         """Class names (index = class), or ``()`` when the output is a vocabulary."""
 
     @abstractmethod
-    def encode(self, text: Any, *, remove: Sequence[int] | None = None, removal: str = "delete",
+    def encode(self, text: Any, *, remove: Sequence[int] | None = None, removal: Removal = "delete",
                truncate: bool = False) -> Encoded:
         """One input as token ids [n], with the positions ``remove`` removed (see :meth:`remove_positions`)."""
 
@@ -130,7 +131,7 @@ class TracedModel(ABC):
         """Token id used to right-pad a batch."""
         return 0
 
-    def replacement_id(self, removal: str) -> int | None:
+    def replacement_id(self, removal: Removal) -> int | None:
         """The token id put in place of a removed token for ``removal`` "mask", "pad" or "unk" (None: none)."""
         return self._pad_id if removal == "pad" else None
 
@@ -167,7 +168,7 @@ class TracedModel(ABC):
                                   "explain its predictions with the output as the target")
 
     # ----------------------------------------------------------------- checks
-    def remove_positions(self, ids: list[int], remove: Sequence[int] | None, removal: str) -> Encoded:
+    def remove_positions(self, ids: list[int], remove: Sequence[int] | None, removal: Removal) -> Encoded:
         """``ids`` [n] with the tokens at ``remove`` deleted, or replaced by the mask / pad / unk token."""
         if removal not in REMOVALS:
             raise InputError(f"removal must be one of {', '.join(REMOVALS)}, not {removal!r}")
@@ -255,7 +256,7 @@ class TracedModel(ABC):
 
     # ----------------------------------------------------------------- trace and predict, once
     def trace(self, text: Any, *, attention_override: Override | None = None,
-              remove: Sequence[int] | None = None, removal: str = "delete", truncate: bool = False,
+              remove: Sequence[int] | None = None, removal: Removal = "delete", truncate: bool = False,
               heads: Sequence[tuple[int, int]] | None = None, layers: Sequence[int] | None = None,
               **options: Any) -> Trace:
         """One forward pass capturing tokens, attentions [L,H,n,n], values [L,H,n,d], hidden
@@ -306,7 +307,7 @@ class TracedModel(ABC):
         return {}
 
     def predict(self, texts: Any, *, attention_override: Override | None = None,
-                remove: Sequence[int] | Sequence[Sequence[int]] | None = None, removal: str = "delete",
+                remove: Sequence[int] | Sequence[Sequence[int]] | None = None, removal: Removal = "delete",
                 batch_size: int = 32, truncate: bool = False) -> np.ndarray:
         """Probabilities [batch, classes] (classifier) or [batch, vocab] (next / masked token).
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from analysis.models.base import TracedModel
 from analysis.models.model import TASKS, Model, infer_task
+from analysis.types import Task
 
 #: the files transformers builds a tokenizer from; a model folder needs one of these sets
 TOKENIZER_FILES: tuple[tuple[str, ...], ...] = (
@@ -57,7 +58,7 @@ def check_tokenizer(tokenizer: Any, name: str) -> None:
                          f"{expected_tokenizer_files()} with the model's full vocabulary")
 
 
-def load_model(name: str | None = None, *, task: str | None = None, device: str = "cpu",
+def load_model(name: str | None = None, *, task: Task | None = None, device: str = "cpu",
                trust_remote_code: bool = False, progress: bool = True) -> TracedModel:
     """Load a model ready for tracing (a :class:`TracedModel`: a :class:`Model` for Hugging Face
     ones, the zoo's own kinds otherwise).

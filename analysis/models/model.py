@@ -1,7 +1,7 @@
 """``Model``: any supported Hugging Face transformer behind one trace/predict interface."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, get_args
 
 import torch
 from torch import nn
@@ -11,6 +11,7 @@ from analysis.models.attention import (IMPLEMENTATION, AttentionHook, attention_
 from analysis.models.base import (REMOVALS, Encoded, ForwardOutput, InputError, Override, TracedModel,
                                   _per_text, _positions, _stack_popping)
 from analysis.models.text import TextInput, _display
+from analysis.types import Task
 
 __all__ = ["Model", "SUPPORTED_ARCHITECTURES", "TASKS", "REMOVALS", "Encoded", "ForwardOutput", "InputError",
            "Override", "infer_task", "_display", "_per_text", "_positions", "_stack_popping"]
@@ -20,7 +21,7 @@ __all__ = ["Model", "SUPPORTED_ARCHITECTURES", "TASKS", "REMOVALS", "Encoded", "
 #: Any other architecture whose attention routes through AttentionInterface works too.
 SUPPORTED_ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "modernbert",
                            "gpt2", "gpt_neox", "opt", "llama", "mistral", "qwen2", "qwen3", "gemma2", "phi3")
-TASKS = ("sequence-classification", "masked-lm", "causal-lm")
+TASKS: tuple[Task, ...] = get_args(Task)
 
 
 class Model(TextInput, TracedModel):
@@ -33,7 +34,7 @@ class Model(TextInput, TracedModel):
 
     kind = "transformer"
 
-    def __init__(self, module: nn.Module, tokenizer: Any, *, task: str | None = None,
+    def __init__(self, module: nn.Module, tokenizer: Any, *, task: Task | None = None,
                  name: str = "", device: str = "cpu") -> None:
         config = module.config
         if getattr(config, "is_encoder_decoder", False):

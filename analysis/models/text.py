@@ -7,6 +7,7 @@ import warnings
 from typing import Any, Sequence
 
 from analysis.models.base import Encoded, InputError
+from analysis.types import Removal
 
 
 def _display(token: str) -> str:
@@ -21,7 +22,7 @@ class TextInput:
     tokenizer: Any
     max_length: int
 
-    def encode(self, text: str, *, remove: Sequence[int] | None = None, removal: str = "delete",
+    def encode(self, text: str, *, remove: Sequence[int] | None = None, removal: Removal = "delete",
                truncate: bool = False) -> Encoded:
         """Tokenise ``text`` (special tokens added), raise past ``max_length`` (or with
         ``truncate=True`` cut it there, with a warning), remove
@@ -64,7 +65,7 @@ class TextInput:
                 return int(tid)
         return 0  # pragma: no cover
 
-    def replacement_id(self, removal: str) -> int | None:
+    def replacement_id(self, removal: Removal) -> int | None:
         """The tokenizer's mask / pad / unk id for ``removal`` (None when it has no such token)."""
         return {"mask": self.tokenizer.mask_token_id, "unk": self.tokenizer.unk_token_id,
                 "pad": self._pad_id}.get(removal)

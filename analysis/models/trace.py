@@ -6,6 +6,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from analysis.types import Removal, Task
+
 
 class NotCapturedError(KeyError):
     """A head was asked of a trace that did not capture it (``Model.trace(..., heads=...)``)."""
@@ -99,11 +101,11 @@ class Trace:
     logits: np.ndarray             # [C] classifier, or [n, V] language model
     probs: np.ndarray              # softmax of logits over the last axis
     special: np.ndarray            # [n] bool: tokenizer special tokens ([CLS], [SEP], <s>, ...)
-    task: str                      # "sequence-classification", "masked-lm" or "causal-lm"
+    task: Task                     # "sequence-classification", "masked-lm" or "causal-lm"
     labels: tuple[str, ...]        # class names (classifier) or () for language models
     text: str                      # the input before tokenisation
     removed: tuple[int, ...] = ()  # positions (in the full input) removed before this pass
-    removal: str = "delete"        # how they were removed: delete, mask, pad, unk
+    removal: Removal = "delete"    # how they were removed: delete, mask, pad, unk
     overridden: tuple[tuple[int, int], ...] = ()  # (layer, head) pairs whose attention was replaced
     model_name: str = ""
     is_causal: bool = False        # decoder model: token order is a causal order

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -27,8 +26,7 @@ from analysis.causal import (
 )
 from analysis.causal.citest import fisher_z, partial_correlations
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from causal_cases import N_CASES, case
+from tests.causal.causal_cases import N_CASES, case
 
 # a symmetric "correlation" matrix with a negative eigenvalue: the example shape
 BAD = np.array([[1.0, 0.9, 0.9, -0.9],
@@ -113,7 +111,7 @@ def test_synthetic_attention_correlations_pass(seed):
 
 def test_traced_attention_correlations_pass():
     pytest.importorskip("torch")
-    from conftest import tiny_model
+    from tests.helpers import tiny_model
 
     from analysis import abcd
 
@@ -157,7 +155,7 @@ def test_stable_icd_skeleton_is_order_independent_on_synthetic_attention():
 
 def test_stable_icd_skeleton_is_order_independent_on_traced_attention():
     pytest.importorskip("torch")
-    from conftest import tiny_model
+    from tests.helpers import tiny_model
 
     from analysis import abcd
 

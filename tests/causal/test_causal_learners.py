@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -14,9 +13,8 @@ from hypothesis import strategies as st
 from analysis.causal import (DSeparationOracle, FisherZTest, Graph, Mark, learn_graph,
                              random_weights, sem_covariance)
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from causal_cases import (N_CASES, PDS_SEEDS, case, causallearn_fci,  # noqa: E402
-                          causallearn_pc, confounded_case)
+from tests.causal.causal_cases import (N_CASES, PDS_SEEDS, case, causallearn_fci,
+                                       causallearn_pc, confounded_case)
 
 pytest.importorskip("causallearn")
 

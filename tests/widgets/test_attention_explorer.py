@@ -2,22 +2,18 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from conftest import tiny_model  # noqa: E402
-from widgets import AttentionExplorer, Session  # noqa: E402
+from widgets import AttentionExplorer, Session
 
 TEXT = "a gripping film that never lets go of you"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("bert")
+def model(tiny_bert):
+    return tiny_bert
 
 
 @pytest.fixture

@@ -6,26 +6,22 @@ import json
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from conftest import tiny_model  # noqa: E402
-
-from analysis.models import InputError  # noqa: E402
-from widgets import AttentionExplorer, Session  # noqa: E402
-from analysis.files import csv_text, jsonable, write_atomic  # noqa: E402
-from widgets.base import error_html, error_text  # noqa: E402
-from widgets.session import ModelBusy  # noqa: E402
+from analysis.models import InputError
+from widgets import AttentionExplorer, Session
+from analysis.files import csv_text, jsonable, write_atomic
+from widgets.base import error_html, error_text
+from widgets.session import ModelBusy
+from tests.helpers import tiny_model
 
 TEXT = "a gripping film that never lets go of you"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("bert")
+def model(tiny_bert):
+    return tiny_bert
 
 
 def test_session_caches_traces_per_model_and_text(model):

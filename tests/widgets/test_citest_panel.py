@@ -4,25 +4,20 @@ from __future__ import annotations
 import json
 import math
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+from scipy import stats
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from analysis import abcd  # noqa: E402
-from analysis.causal import partial_correlation  # noqa: E402
-from conftest import tiny_model  # noqa: E402
-from widgets import CausalGraphPanel, CITestPanel, Session  # noqa: E402
+from analysis import abcd
+from analysis.causal import partial_correlation
+from widgets import CausalGraphPanel, CITestPanel, Session
 
 TEXT = "a gripping film that never lets go of you"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("bert")
+def model(tiny_bert):
+    return tiny_bert
 
 
 def _expected(trace, layer, head, i, j, cond, n):

@@ -3,26 +3,21 @@ from __future__ import annotations
 
 import itertools
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-
-from analysis import abcd  # noqa: E402
-from analysis.causal import ALGORITHMS, FisherZTest  # noqa: E402
-from analysis.efficient import BASES  # noqa: E402
-from conftest import tiny_model  # noqa: E402
-from widgets import CausalGraphPanel, CITestPanel, ExplanationPanel, GraphControls, JobPanel, Panel  # noqa: E402
-from widgets.controls import FIELDS, MODEL_BASES, TEST_FIELDS  # noqa: E402
+from analysis import abcd
+from analysis.causal import ALGORITHMS, FisherZTest
+from analysis.efficient import BASES
+from widgets import CausalGraphPanel, CITestPanel, ExplanationPanel, GraphControls, JobPanel, Panel
+from widgets.controls import FIELDS, MODEL_BASES, TEST_FIELDS
 
 TEXT = "a gripping film that never lets go of you"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("bert")
+def model(tiny_bert):
+    return tiny_bert
 
 
 @pytest.fixture(scope="module")

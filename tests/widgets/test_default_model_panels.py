@@ -1,13 +1,9 @@
 """Every panel on the real default model (MiniLM, 6 layers x 12 heads)."""
 from __future__ import annotations
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-from widgets import Lab  # noqa: E402
+from widgets import Lab
 
 pytestmark = pytest.mark.integration
 

@@ -2,26 +2,22 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from analysis import abcd  # noqa: E402
-from analysis.causal import FisherZTest, Graph, Mark, pds_tree  # noqa: E402
-from analysis.figures import (attention_grid, attention_view, ci_test_plot, draw_attention_view,  # noqa: E402
+from analysis import abcd
+from analysis.causal import FisherZTest, Graph, Mark, pds_tree
+from analysis.figures import (attention_grid, attention_view, ci_test_plot, draw_attention_view,
                               draw_graph, explanation_figure, intervention_figure, intervention_summary,
                               prediction_bars, token_highlight, token_highlight_html, token_sets)
-from conftest import tiny_model  # noqa: E402
 
 TEXT = "a gripping film that never lets go of you"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("bert")
+def model(tiny_bert):
+    return tiny_bert
 
 
 @pytest.fixture(scope="module")

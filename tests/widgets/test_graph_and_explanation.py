@@ -3,24 +3,20 @@ from __future__ import annotations
 
 import json
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-
-from analysis import abcd  # noqa: E402
-from analysis.causal import pds_tree  # noqa: E402
-from conftest import tiny_model  # noqa: E402
-from widgets import CausalGraphPanel, ExplanationPanel  # noqa: E402
+from analysis import abcd
+from analysis.causal import pds_tree
+from tests.helpers import tiny_model
+from widgets import CausalGraphPanel, ExplanationPanel
 
 TEXT = "a gripping film that never lets go of you"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("bert")
+def model(tiny_bert):
+    return tiny_bert
 
 
 def _edge_lines(fig):

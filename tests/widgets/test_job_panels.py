@@ -4,24 +4,19 @@ from __future__ import annotations
 import json
 import threading
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from analysis import interventions  # noqa: E402
-from conftest import tiny_model  # noqa: E402
-from widgets import AdversarialPanel, InterventionPanel  # noqa: E402
+from analysis import interventions
+from widgets import AdversarialPanel, InterventionPanel
 
 TEXT = "a gripping film that never lets go of you"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("bert")
+def model(tiny_bert):
+    return tiny_bert
 
 
 def test_adversarial_search_runs_in_the_background(model):

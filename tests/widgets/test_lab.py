@@ -1,24 +1,20 @@
 """Lab: one session, one text box, tabs that catch up when selected, a model picker."""
 from __future__ import annotations
 
-import matplotlib
+import ipywidgets as W
+import pytest
 
-matplotlib.use("Agg")
-
-import ipywidgets as W  # noqa: E402
-import pytest  # noqa: E402
-
-import analysis.models  # noqa: E402
-from conftest import tiny_model  # noqa: E402
-from widgets import (AdversarialPanel, AttentionExplorer, CausalGraphPanel, CITestPanel, ExplanationPanel,  # noqa: E402
+import analysis.models
+from widgets import (AdversarialPanel, AttentionExplorer, CausalGraphPanel, CITestPanel, ExplanationPanel,
                      InterventionPanel, Lab)
+from tests.helpers import tiny_model
 
 TEXT = "a gripping film that never lets go of you"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("bert")
+def model(tiny_bert):
+    return tiny_bert
 
 
 def test_lab_puts_every_panel_in_tabs_over_one_session(model):

@@ -6,23 +6,19 @@ from __future__ import annotations
 import json
 import re
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import analysis.models  # noqa: E402
-from analysis import abcd, interventions  # noqa: E402
-from analysis.models import InputError  # noqa: E402
-from analysis.zoo.bert4rec import train_bert4rec  # noqa: E402
-from conftest import markov_sequences as _markov  # noqa: E402
-from conftest import tiny_model  # noqa: E402
-from widgets import (AdversarialPanel, AttentionExplorer, CausalGraphPanel, CITestPanel, ExplanationPanel,  # noqa: E402
+import analysis.models
+from analysis import abcd, interventions
+from analysis.models import InputError
+from analysis.zoo.bert4rec import train_bert4rec
+from tests.helpers import markov_sequences as _markov
+from tests.helpers import tiny_model
+from widgets import (AdversarialPanel, AttentionExplorer, CausalGraphPanel, CITestPanel, ExplanationPanel,
                      InterventionPanel, Lab, Session)
-from widgets.items import fits, parse_history  # noqa: E402
+from widgets.items import fits, parse_history
 
 N_ITEMS = 30
 

@@ -1,0 +1,1 @@
+"""Tests of ``analysis.causal``: CI tests, graphs, learners against causal-learn, scores."""

@@ -1,0 +1,1 @@
+"""Tests of the ``widgets`` package (panels, controls, the Lab)."""
