@@ -140,11 +140,20 @@ def _pick_device(device: str) -> str:
     return f"cuda:{os.getpid() % n}" if n > 1 else device
 
 
+def _has_model(fingerprint: str) -> bool:
+    """In a worker: whether the model with this fingerprint is already loaded (Dask: then the
+    run need not send the model's bytes again)."""
+    return fingerprint in _LOADED
+
+
 def _worker_model(spec: _ModelSpec) -> Any:
     """The model of ``spec``, loaded once per worker process and kept for all its units."""
     with _LOCK:
         if spec.fingerprint in _LOADED:
             return _LOADED[spec.fingerprint]
+        if not spec.by_name and spec.path is None and spec.blob is None:
+            raise RuntimeError("this Dask worker joined after the run sent the model to the others; "
+                               "resume the run (out=...) to send it again")
         if spec.by_name:
             from analysis import load_model
             model = load_model(spec.name, device=_pick_device(spec.device), progress=False)
@@ -522,8 +531,10 @@ def _execute(task: Any, model: TracedModel, by_name: bool, name: str | None, fin
     elif client is not None:
         if progress:
             print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
-        spec = _ModelSpec(fingerprint, by_name, name, device,
-                          blob=None if by_name else _dumps(model))
+        # send the model's bytes only when some worker does not hold it yet (a repeated run reuses it)
+        have = {} if by_name else client.run(_has_model, fingerprint)
+        send = not by_name and not (have and all(have.values()))
+        spec = _ModelSpec(fingerprint, by_name, name, device, blob=_dumps(model) if send else None)
         stream = _iter_dask(task, spec, work, size, client)
     elif workers == 1:
         stream = _iter_local(task, model, work, size)
