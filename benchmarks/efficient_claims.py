@@ -35,17 +35,7 @@ from analysis import load_model
 from analysis.experiments import efficient_claims as ec
 from analysis.experiments import sample_texts, save_table
 
-
-def table(title: str, headers: list[str], rows: list[list], notes: str = "") -> None:
-    """Print a plain-text table."""
-    cells = [[f"{c:.3g}" if isinstance(c, (float, np.floating)) else str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    print(f"\n## {title}\n")
-    print("  ".join(h.rjust(w) for h, w in zip(headers, widths)))
-    for r in cells:
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
-    if notes:
-        print(notes)
+from _tables import table
 
 
 # --------------------------------------------------------------------------- claims 1-3

@@ -35,27 +35,11 @@ import pandas as pd
 
 from analysis import load_model
 from analysis.data import load_dataset
-from analysis.files import atomic_path
+from analysis.experiments import save_table
 from analysis.adversarial import search
 from analysis.sensitivity import head_sensitivity
 
-
-def table(title: str, headers: list[str], rows: list[list], notes: str = "") -> None:
-    """Print a plain-text table."""
-    cells = [[f"{c:.3g}" if isinstance(c, (float, np.floating)) else str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    print(f"\n## {title}\n")
-    print("  ".join(h.rjust(w) for h, w in zip(headers, widths)))
-    for r in cells:
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
-    if notes:
-        print(notes)
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` to ``path`` through a temporary file (never half-written)."""
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+from _tables import table
 
 
 def main() -> None:
@@ -120,13 +104,13 @@ def measure(model, texts: list[str], args: argparse.Namespace, out: Path) -> pd.
     order = np.dstack(np.unravel_index(np.argsort(-med, axis=None), med.shape))[0][:5]
     print("\nmost sensitive heads (layer, head, median TVD):",
           ", ".join(f"({a}, {b}, {med[a, b]:.3g})" for a, b in order))
-    write_csv(pd.DataFrame(sens.rows()), out / "sensitivity_rows.csv")
+    save_table(pd.DataFrame(sens.rows()), out / "sensitivity_rows.csv")
     heads = pd.DataFrame([dict(layer=lay, head=h, median_max_tvd=float(med[lay, h]),
                                median_max_logit=float(np.median(sens.logit[:, lay, h].max(-1))),
                                **{f"qualifies_x{f:g}": (lay, h) in sens.qualifying(args.eps, factor=f)
                                   for f in args.factors})
                           for lay in range(L) for h in range(H)])
-    write_csv(heads, out / "sensitivity_heads.csv")
+    save_table(heads, out / "sensitivity_heads.csv")
     print(f"wrote {out / 'sensitivity_rows.csv'} and {out / 'sensitivity_heads.csv'}")
     return heads
 
@@ -169,7 +153,7 @@ def adversarial(model, texts: list[str], heads: pd.DataFrame, args: argparse.Nam
                                  logit_change_max=float(res.logit_change[f].max()) if f.any() else np.nan))
         print(f"  layer {r.layer} done: {(time.time() - t0) / 60:.1f} min", flush=True)
     df = pd.DataFrame(rows)
-    write_csv(df, out / args.adv_out)
+    save_table(df, out / args.adv_out)
     table_rows = []
     for (lay, h, c, m), d in df.groupby(["layer", "head", "constraint", "eps_mode"], sort=True):
         table_rows.append([lay, h, f"{c} <= {'eps' if m == 'abs' else '0.5 x ablation'}", float(d.eps.median()),

@@ -32,26 +32,11 @@ import pandas as pd
 
 from analysis import load_model
 from analysis.data import load_dataset
+from analysis.experiments import save_table
 from analysis.files import atomic_path
 from analysis.stability import graph_stability
 
-
-def table(title: str, headers: list[str], rows: list[list], notes: str = "") -> None:
-    """Print a plain-text table."""
-    cells = [[f"{c:.3g}" if isinstance(c, (float, np.floating)) else str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    print(f"\n## {title}\n")
-    print("  ".join(h.rjust(w) for h, w in zip(headers, widths)))
-    for r in cells:
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
-    if notes:
-        print(notes)
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` to ``path`` through a temporary file (never half-written)."""
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+from _tables import table
 
 
 def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -139,7 +124,7 @@ def main() -> None:
             for row in r.rows():
                 row.update(text=k, dataset_index=idx)
                 rows.append(row)
-        write_csv(pd.DataFrame(rows), rows_path)
+        save_table(pd.DataFrame(rows), rows_path)
         minutes = (time.time() - t0) / 60
         print(f"sentence {k + 1}/{len(chosen)} (n={n}): {minutes:.1f} min", flush=True)
         if args.max_minutes is not None and minutes > args.max_minutes and k + 1 < len(chosen):
@@ -151,7 +136,7 @@ def main() -> None:
 def report(df: pd.DataFrame, out: Path, seconds: float | None) -> None:
     """Print the tables, write the summary CSV and the figure under ``out``."""
     summary = summarise(df)
-    write_csv(summary, out / "stability_summary.csv")
+    save_table(summary, out / "stability_summary.csv")
     print(f"\nscope: {df.text.nunique()} sentences (tokens {df.n.min()}-{df.n.max()}, median "
           f"{int(df.groupby('text').n.first().median())}), layer {int(df.layer.iloc[0])}, {df['head'].nunique()} heads, "
           f"{len(df)} A' ({(df.kind == 'extreme').sum()} extreme, {(df.kind == 'mixture').sum()} mixture); "
