@@ -117,6 +117,20 @@ def test_a_tiny_bert_ships_to_joblib_and_dask_workers(dask_client):
     pd.testing.assert_frame_equal(dask_df, local)
 
 
+def test_dask_workers_holding_the_model_are_not_sent_it_again(dask_client, monkeypatch, reference):
+    """The model's bytes go to the Dask workers once; a repeated run on the same workers reuses it."""
+    from analysis.experiments import runner
+
+    sent = []
+    dumps = runner._dumps
+    monkeypatch.setattr(runner, "_dumps", lambda m: sent.append(1) or dumps(m))
+    model = W + 1.0                                    # a model these workers have not seen
+    first = run(TOY, toy_units(6), scheduler=dask_client, model=model, progress=False, chunk_size=2)
+    second = run(TOY, toy_units(6), scheduler=dask_client, model=model, progress=False, chunk_size=2)
+    assert len(sent) == 1
+    pd.testing.assert_frame_equal(_table(second), _table(first))
+
+
 # --------------------------------------------------------------------------- results on disk
 def test_results_stream_to_parquet_and_a_second_run_reuses_them(tmp_path, reference):
     out = tmp_path / "res"
