@@ -43,6 +43,6 @@ def test_default_model_matches_hugging_face_eager(model):
     text = load_dataset("rotten_tomatoes", "test").texts[0]
     trace = model.trace(text)
     with torch.no_grad():
-        out = ref(torch.tensor([trace.input_ids]), output_attentions=True)
+        out = ref(torch.as_tensor(trace.input_ids)[None], output_attentions=True)
     np.testing.assert_allclose(trace.attentions, torch.stack([a[0] for a in out.attentions]).numpy(), atol=1e-5)
     np.testing.assert_allclose(trace.logits, out.logits[0].numpy(), atol=1e-4)
