@@ -88,7 +88,8 @@ def test_joblib_two_workers_give_the_same_table(reference):
 
 @pytest.fixture(scope="module")
 def dask_client():
-    distributed = pytest.importorskip("dask.distributed")
+    from dask import distributed   # a dependency of attnlab: missing is a failure, not a skip
+
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     client = distributed.Client(cluster)
     yield client

@@ -32,6 +32,27 @@ def masks_from(adj: Sequence[set[int]], M) -> tuple[list[int], list[int]]:
     return adjm, arrowm
 
 
+def _root_level(adjm: Sequence[int], root: int
+                ) -> tuple[list[int], list[int], list[int], list[int], list[tuple[int, int]]]:
+    """The tree's root and its neighbours (depth 1): entries (nodes, parent, depth), the unused
+    edges left (``remaining`` bitmask rows) and the ``(root, entry)`` pairs to expand next."""
+    nodes, parent, depth = [root], [-1], [0]
+    remaining = list(adjm)
+    first: list[tuple[int, int]] = []
+    m = remaining[root]
+    remaining[root] = 0
+    while m:
+        low = m & -m
+        nb = low.bit_length() - 1
+        m ^= low
+        remaining[nb] &= ~(1 << root)
+        nodes.append(nb)
+        parent.append(0)
+        depth.append(1)
+        first.append((root, len(nodes) - 1))
+    return nodes, parent, depth, remaining, first
+
+
 def _tree_entries(adjm: Sequence[int], arrowm: Sequence[int], root: int,
                   max_depth: int | None, stable: bool = False) -> tuple[list[int], list[int], list[int]]:
     """Entries (node, parent entry, depth) of the PDS-tree over positions; entry 0 = root.
@@ -45,20 +66,8 @@ def _tree_entries(adjm: Sequence[int], arrowm: Sequence[int], root: int,
     """
     if stable:
         return _tree_entries_stable(adjm, arrowm, root, max_depth)
-    nodes, parent, depth = [root], [-1], [0]
-    remaining = list(adjm)
-    queue: deque[tuple[int, int]] = deque()  # (node_1, entry of node_2)
-    m = remaining[root]
-    remaining[root] = 0
-    while m:
-        low = m & -m
-        nb = low.bit_length() - 1
-        m ^= low
-        remaining[nb] &= ~(1 << root)
-        nodes.append(nb)
-        parent.append(0)
-        depth.append(1)
-        queue.append((root, len(nodes) - 1))
+    nodes, parent, depth, remaining, first = _root_level(adjm, root)
+    queue: deque[tuple[int, int]] = deque(first)  # (node_1, entry of node_2)
     limit = np.inf if max_depth is None else max_depth
     while queue:
         n1, e2 = queue.popleft()
@@ -89,20 +98,7 @@ def _tree_entries(adjm: Sequence[int], arrowm: Sequence[int], root: int,
 def _tree_entries_stable(adjm: Sequence[int], arrowm: Sequence[int], root: int,
                          max_depth: int | None) -> tuple[list[int], list[int], list[int]]:
     """``_tree_entries`` with the edges frozen per depth (order-independent)."""
-    nodes, parent, depth = [root], [-1], [0]
-    remaining = list(adjm)
-    level: list[tuple[int, int]] = []       # (node_1, entry of node_2) at the current depth
-    m = remaining[root]
-    remaining[root] = 0
-    while m:
-        low = m & -m
-        nb = low.bit_length() - 1
-        m ^= low
-        remaining[nb] &= ~(1 << root)
-        nodes.append(nb)
-        parent.append(0)
-        depth.append(1)
-        level.append((root, len(nodes) - 1))
+    nodes, parent, depth, remaining, level = _root_level(adjm, root)   # level: (node_1, entry of node_2)
     limit = np.inf if max_depth is None else max_depth
     d = 1
     while level and d < limit:
