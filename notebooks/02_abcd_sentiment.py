@@ -180,7 +180,7 @@ fe.censored_size_curves(faith);
 #   15 [12, 27]. The paper's "smaller CLEANN sets" holds here against that baseline. Pooled over the layer the difference is not
 #   significant (11 smaller, 5 larger, p = 0.21).
 # - CLEANN is **never smaller than random search given the same number of calls per set size** (equal 11, larger 8, undecided 11):
-#   on these sentences its advantage over the baseline comes from its search budget, not from the graph.
+#   on these sentences the graph gave CLEANN no advantage over trying random sets with the same number of model calls.
 # - Leave-one-out and integrated gradients flip the prediction more often (29 of 30) with smaller sets (median 2 and 3), and have a
 #   higher ERASER AOPC comprehensiveness (0.39 and 0.37 against CLEANN's 0.23 [0.16, 0.30]).
 # - On the 5 short sentences whose minimal set exhaustive search knows, CLEANN (head 0) reached it in 3: too few for a rate.
