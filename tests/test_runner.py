@@ -132,6 +132,38 @@ def test_dask_workers_holding_the_model_are_not_sent_it_again(dask_client, monke
     pd.testing.assert_frame_equal(_table(second), _table(first))
 
 
+def test_a_dask_worker_joining_mid_run_fetches_the_model(reference):
+    """A repeated run sends the model nowhere (the only worker holds it); a worker that joins
+    during that run gets the published model from the cluster and runs units."""
+    import threading
+
+    from dask import distributed
+
+    from analysis.experiments import runner
+
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = distributed.Client(cluster)
+    try:
+        first_pid = set(client.run(os.getpid).values())
+        run(TOY, toy_units(2), scheduler=client, model=W, progress=False)   # the one worker loads it
+        joined = threading.Timer(1.0, lambda: cluster.scale(2))
+        joined.start()
+        df = run(TOY, toy_units(24, sleep=0.3), scheduler=client, model=W, progress=False, chunk_size=1)
+        joined.join()
+        pd.testing.assert_frame_equal(_table(df)[_table(df).unit_id.isin([f"u{i}" for i in range(10)])]
+                                      .reset_index(drop=True), _table(reference))
+        assert df.error.isna().all()
+        late = set(df.pid) - first_pid
+        assert late, "the worker that joined mid-run ran no unit"
+        assert [n for n in client.list_datasets() if n.startswith("attnlab-model-")] == [
+            runner.model_dataset(model_fingerprint(W))]
+        assert runner.release_models(client) == [runner.model_dataset(model_fingerprint(W))]
+        assert client.list_datasets() == ()
+    finally:
+        client.close()
+        cluster.close()
+
+
 # --------------------------------------------------------------------------- results on disk
 def test_results_stream_to_parquet_and_a_second_run_reuses_them(tmp_path, reference):
     out = tmp_path / "res"

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from analysis.models.base import TracedModel
 
 __all__ = ["run", "unit_seed", "unit_hash", "model_fingerprint", "load_results", "status", "summarize",
-           "read_manifest", "SettingsMismatch"]
+           "read_manifest", "SettingsMismatch", "release_models", "model_dataset"]
 
 MANIFEST = "manifest.json"
 CHUNKS = "chunks"
@@ -117,14 +117,15 @@ def _version() -> str:
 @dataclass(frozen=True)
 class _ModelSpec:
     """How a worker gets the model: by zoo name / folder (``by_name``), from a pickle file next
-    to it (joblib) or from pickled bytes (Dask). ``fingerprint`` is checked after loading."""
+    to it (joblib) or (Dask) from a dataset published on the scheduler, so a
+    worker that joins mid-run fetches it too. ``fingerprint`` is checked after loading."""
 
     fingerprint: str
     by_name: bool = False
     name: str | None = None
     device: str = "cpu"
     path: str | None = None
-    blob: bytes | None = None
+    dataset: str | None = None      # Dask: the published dataset holding the pickled model
 
 
 _LOADED: dict[str, Any] = {}          # per worker process: fingerprint -> model (one at a time)
@@ -140,10 +141,39 @@ def _pick_device(device: str) -> str:
     return f"cuda:{os.getpid() % n}" if n > 1 else device
 
 
-def _has_model(fingerprint: str) -> bool:
-    """In a worker: whether the model with this fingerprint is already loaded (Dask: then the
-    run need not send the model's bytes again)."""
-    return fingerprint in _LOADED
+def model_dataset(fingerprint: str) -> str:
+    """The name of the Dask dataset that holds the pickled model with this fingerprint."""
+    return f"attnlab-model-{fingerprint}"
+
+
+def release_models(client: Any) -> list[str]:
+    """Unpublish the models attnlab runs left on a Dask cluster (they stay published between runs,
+    so a repeated run sends nothing and a worker joining later can fetch them); returns their names."""
+    names = [n for n in client.list_datasets() if str(n).startswith("attnlab-model-")]
+    for n in names:
+        client.unpublish_dataset(n)
+    return names
+
+
+def _publish_model(client: Any, model: TracedModel, fingerprint: str) -> str:
+    """Publish the pickled model once per cluster (a repeated run finds it and sends nothing)."""
+    name = model_dataset(fingerprint)
+    if name not in client.list_datasets():
+        future = client.scatter(_dumps(model), hash=False)
+        client.publish_dataset(future, name=name)
+    return name
+
+
+def _fetch_published(name: str) -> bytes:
+    """In a Dask worker: the bytes of a published model (from whichever worker holds them)."""
+    from dask.distributed import get_client
+
+    client = get_client()
+    if name not in client.list_datasets():
+        raise RuntimeError(f"the model dataset {name!r} is no longer published on the scheduler "
+                           "(release_models was called during the run?): run again to publish it")
+    got = client.get_dataset(name)
+    return got.result() if hasattr(got, "result") else got
 
 
 def _worker_model(spec: _ModelSpec) -> Any:
@@ -151,9 +181,6 @@ def _worker_model(spec: _ModelSpec) -> Any:
     with _LOCK:
         if spec.fingerprint in _LOADED:
             return _LOADED[spec.fingerprint]
-        if not spec.by_name and spec.path is None and spec.blob is None:
-            raise RuntimeError("this Dask worker joined after the run sent the model to the others; "
-                               "resume the run (out=...) to send it again")
         if spec.by_name:
             from analysis import load_model
             model = load_model(spec.name, device=_pick_device(spec.device), progress=False)
@@ -165,8 +192,10 @@ def _worker_model(spec: _ModelSpec) -> Any:
         elif spec.path is not None:
             with open(spec.path, "rb") as f:
                 model = pickle.load(f)
+        elif spec.dataset is not None:
+            model = pickle.loads(_fetch_published(spec.dataset))
         else:
-            model = pickle.loads(spec.blob)
+            raise RuntimeError("the run gave this worker no way to get the model (internal error)")
         if "torch" in sys.modules:      # one thread per worker: the workers share the cores
             sys.modules["torch"].set_num_threads(1)
         _LOADED.clear()
@@ -412,8 +441,7 @@ def _iter_joblib(task: Any, spec: _ModelSpec, work: list, size: int, workers: in
 def _iter_dask(task: Any, spec: _ModelSpec, work: list, size: int, client: Any) -> Iterator[list[_Result]]:
     from dask.distributed import as_completed
 
-    shared = client.scatter(spec, broadcast=True)
-    futures = [client.submit(_run_chunk, task, shared, c, pure=False) for c in _chunks(work, size)]
+    futures = [client.submit(_run_chunk, task, spec, c, pure=False) for c in _chunks(work, size)]
     try:
         for fut in as_completed(futures):
             yield fut.result()
@@ -531,10 +559,10 @@ def _execute(task: Any, model: TracedModel, by_name: bool, name: str | None, fin
     elif client is not None:
         if progress:
             print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
-        # send the model's bytes only when some worker does not hold it yet (a repeated run reuses it)
-        have = {} if by_name else client.run(_has_model, fingerprint)
-        send = not by_name and not (have and all(have.values()))
-        spec = _ModelSpec(fingerprint, by_name, name, device, blob=_dumps(model) if send else None)
+        # the model's bytes go to the cluster once (a published dataset): workers that hold the
+        # model use theirs, the others (also those that join mid-run) fetch it from the cluster
+        dataset = None if by_name else _publish_model(client, model, fingerprint)
+        spec = _ModelSpec(fingerprint, by_name, name, device, dataset=dataset)
         stream = _iter_dask(task, spec, work, size, client)
     elif workers == 1:
         stream = _iter_local(task, model, work, size)
