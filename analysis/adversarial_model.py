@@ -164,6 +164,6 @@ def _measure(model: TracedModel, adversary: TracedModel, encoded: Sequence[Any],
             p_adv, a_adv = _run(adversary.module, batch)
             tt, kk, jj = _divergences(p_adv.double(), p.double(), a_adv.double(), a.double())
             sl = slice(s, s + len(tt))
-            t[sl], k[sl], j[sl] = tt.numpy(), kk.numpy(), jj.numpy()
-            same[sl] = (p_adv.argmax(-1) == p.argmax(-1)).numpy()
+            t[sl], k[sl], j[sl] = tt.cpu().numpy(), kk.cpu().numpy(), jj.cpu().numpy()
+            same[sl] = (p_adv.argmax(-1) == p.argmax(-1)).cpu().numpy()
     return t, k, j, same

@@ -249,7 +249,7 @@ def decompose_matrix(attention: np.ndarray, t: np.ndarray, *, rtol: float | None
 
 
 # --------------------------------------------------------------------------- traces and models
-_OUTPUT_NAMES = ("o_proj", "out_proj", "out_lin", "c_proj")   # Llama / many, DistilBERT, GPT-2
+_OUTPUT_NAMES = ("o_proj", "out_proj", "out_lin", "c_proj", "o")   # Llama / many, DistilBERT, GPT-2, T5
 
 
 def output_projection(model: TracedModel, layer: int) -> np.ndarray:

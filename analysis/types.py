@@ -25,8 +25,8 @@ AttentionKind = Literal["raw", "efficient"]
 NodeSet = Literal["all", "content"]
 """Named token sets: every position, or the content tokens only (no special tokens)."""
 
-Task = Literal["sequence-classification", "masked-lm", "causal-lm"]
-"""The head a Hugging Face model is traced with."""
+Task = Literal["sequence-classification", "masked-lm", "causal-lm", "seq2seq-lm"]
+"""The head a Hugging Face model is traced with ("seq2seq-lm": an encoder-decoder's next decoder token)."""
 
 GraphKind = Literal["dag", "cpdag", "pag"]
 """What a learned ``Graph`` represents."""

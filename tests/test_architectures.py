@@ -167,7 +167,7 @@ def test_deberta_v2_is_refused_with_the_reason():
                                                         encoder_layers=2, decoder_layers=2, encoder_ffn_dim=37,
                                                         decoder_ffn_dim=37)),
 ])
-def test_encoder_decoder_sites_are_named_and_equal_hf_but_model_refuses(config_class, model_class, extra):
+def test_encoder_decoder_sites_are_named_and_equal_hf_and_plain_model_points_to_seq2seq(config_class, model_class, extra):
     torch.manual_seed(0)
     hf = model_class(config_class(vocab_size=99, **extra)).eval()
     hf.set_attn_implementation("eager")

@@ -92,6 +92,8 @@ def model_fingerprint(model: TracedModel) -> str:
     h = hashlib.sha256()
     state = getattr(module, "state_dict", None)
     if callable(state):
+        import torch
+
         h.update(type(module).__qualname__.encode())
         config = getattr(module, "config", None)
         if config is not None and hasattr(config, "to_json_string"):
@@ -99,7 +101,8 @@ def model_fingerprint(model: TracedModel) -> str:
         for name, tensor in sorted(state().items()):
             h.update(name.encode())
             h.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
-            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            flat = tensor.detach().cpu().contiguous().reshape(-1)   # as raw bytes: numpy has no bfloat16
+            h.update(flat.view(torch.uint8).numpy().tobytes() if flat.dtype == torch.bfloat16 else flat.numpy().tobytes())
     else:
         h.update(pickle.dumps(model, protocol=4))
     return h.hexdigest()
@@ -203,7 +206,8 @@ def _worker_model(spec: _ModelSpec) -> Any:
         return model
 
 
-def _rebuild_model(cls: Any, config: Any, state: dict, tokenizer: Any, task: str, name: str, device: str) -> Any:
+def _rebuild_model(cls: Any, config: Any, state: dict, tokenizer: Any, task: str, name: str, device: str,
+                   dtype: Any = None) -> Any:
     """Inverse of :func:`_dumps` for an attnlab ``Model``: the module from its config and weights."""
     from analysis.models import Model
     from analysis.models.attention import register
@@ -211,7 +215,7 @@ def _rebuild_model(cls: Any, config: Any, state: dict, tokenizer: Any, task: str
     register()                          # the config names attnlab's attention function
     module = cls(config)
     module.load_state_dict(state)
-    return Model(module.eval(), tokenizer, task=task, name=name, device=_pick_device(device))
+    return Model(module.eval(), tokenizer, task=task, name=name, device=_pick_device(device), dtype=dtype)
 
 
 def _dumps(model: TracedModel) -> bytes:
@@ -225,7 +229,7 @@ def _dumps(model: TracedModel) -> bytes:
     if type(model) is Model:
         state = {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
         recipe = (_rebuild_model, (type(model.module), model.module.config, state, model.tokenizer, model.task,
-                                   model.name, str(model.device)))
+                                   model.name, str(model.device), model.dtype))
         return cloudpickle.dumps(_Recipe(*recipe), protocol=pickle.HIGHEST_PROTOCOL)
     return cloudpickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
 

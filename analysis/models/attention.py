@@ -57,7 +57,7 @@ class AttentionHook:
         if heads:
             weights = weights.clone()
             for h in heads:
-                m = self.overrides[(layer, h)].to(weights.dtype)
+                m = self.overrides[(layer, h)].to(device=weights.device, dtype=weights.dtype)   # any dtype, any device
                 n = m.shape[-1]
                 weights[:, h] = 0.0
                 weights[:, h, :n, :n] = m

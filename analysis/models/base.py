@@ -122,6 +122,12 @@ class TracedModel(ABC):
         return ()
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The precision the model computes in: its first floating-point parameter's dtype
+        (traces and predictions are float32 numpy whatever it is)."""
+        return next((p.dtype for p in self.module.parameters() if p.is_floating_point()), torch.float32)
+
+    @property
     def special_ids(self) -> frozenset[int]:
         """Token ids that are not content (``[CLS]``, ``[SEP]``, ``[MASK]``, padding, ...)."""
         return frozenset()
@@ -295,7 +301,8 @@ class TracedModel(ABC):
             probs=torch.softmax(logits, -1).cpu().numpy(),
             special=np.array([i in special for i in enc.input_ids], dtype=bool), task=self.task,
             labels=self.labels, text=text, removed=enc.removed, removal=removal,
-            overridden=tuple(sorted(overrides)), model_name=self.name, is_causal=self.is_causal, captured=captured)
+            overridden=tuple(sorted(overrides)), model_name=self.name, is_causal=self.is_causal, captured=captured,
+            precision=str(self.dtype).removeprefix("torch."))
         fields.update(self.trace_fields(enc, **options))
         return self.trace_class(**fields)
 

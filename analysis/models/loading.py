@@ -4,7 +4,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
+
 from analysis.models.base import TracedModel
+from analysis.models.devices import check_dtype, resolve_device, resolve_dtype
 from analysis.models.model import TASKS, Model, infer_task
 from analysis.types import Task
 
@@ -22,6 +25,7 @@ _AUTO_CLASSES = {
     "sequence-classification": "AutoModelForSequenceClassification",
     "masked-lm": "AutoModelForMaskedLM",
     "causal-lm": "AutoModelForCausalLM",
+    "seq2seq-lm": "AutoModelForSeq2SeqLM",
 }
 
 
@@ -58,8 +62,9 @@ def check_tokenizer(tokenizer: Any, name: str) -> None:
                          f"{expected_tokenizer_files()} with the model's full vocabulary")
 
 
-def load_model(name: str | None = None, *, task: Task | None = None, device: str = "cpu",
-               trust_remote_code: bool = False, progress: bool = True) -> TracedModel:
+def load_model(name: str | None = None, *, task: Task | None = None, device: str | torch.device = "cpu",
+               dtype: str | torch.dtype = "auto", trust_remote_code: bool = False,
+               progress: bool = True) -> TracedModel:
     """Load a model ready for tracing (a :class:`TracedModel`: a :class:`Model` for Hugging Face
     ones, the zoo's own kinds otherwise).
 
@@ -67,11 +72,19 @@ def load_model(name: str | None = None, *, task: Task | None = None, device: str
     on first use, then cached. A local folder or hub id gives that Hugging Face model with
     attnlab's eager attention; only a hub id reaches the network. A folder without tokenizer
     files, or whose tokenizer turns plain text into unknown tokens, raises ValueError.
+
+    ``device``: "cpu" (default), "auto" (a CUDA GPU when torch sees one, else the CPU), "cuda"
+    or "cuda:N"; a GPU where none is visible raises ValueError. ``dtype``: "auto" (float32 on the
+    CPU; on a GPU the checkpoint's saved float16 / bfloat16, else float32), "float32",
+    "bfloat16" or "float16" (see ``analysis.models.devices``). Traces and predictions are
+    float32 numpy arrays whatever the model computes in.
     """
     from analysis import zoo
 
+    where = resolve_device(device)        # bad devices and dtypes fail before anything loads
+    check_dtype(dtype)
     if name is None or name in zoo.ZOO:
-        return zoo.load(name, device=device, progress=progress)
+        return zoo.load(name, device=where, dtype=dtype, progress=progress)
     if task is not None and task not in TASKS:
         raise ValueError(f"task {task!r} is not supported; use one of {', '.join(TASKS)}")
     import transformers
@@ -90,12 +103,16 @@ def load_model(name: str | None = None, *, task: Task | None = None, device: str
             "elsewhere, copy the folder here and pass its path; load_model() with no name gives the "
             f"embedded default. ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     task = task or infer_task(config)
+    precision = resolve_dtype(dtype, where, getattr(config, "dtype", None))
     auto = getattr(transformers, _AUTO_CLASSES[task])
-    module = auto.from_pretrained(path, attn_implementation="eager", **kwargs)
+    module = auto.from_pretrained(path, attn_implementation="eager", dtype=precision, **kwargs)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs)
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"could not load the tokenizer of {name!r}: expected {expected_tokenizer_files()}. "
                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     check_tokenizer(tokenizer, name)
-    return Model(module, tokenizer, task=task, name=name, device=device)
+    if task == "seq2seq-lm":   # encoder-decoder (T5, BART): every site named, the encoder traced
+        from analysis.models.seq2seq import Seq2SeqModel
+        return Seq2SeqModel(module, tokenizer, name=name, device=where)
+    return Model(module, tokenizer, task=task, name=name, device=where)   # dtype as loaded (fp32-kept modules stay)

@@ -1,7 +1,7 @@
 """``Model``: any supported Hugging Face transformer behind one trace/predict interface."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence, get_args
+from typing import Any, ClassVar, Mapping, Sequence, get_args
 
 import torch
 from torch import nn
@@ -10,6 +10,7 @@ from analysis.models.attention import (IMPLEMENTATION, AttentionHook, attention_
                                        find_attention_modules, register)
 from analysis.models.base import (REMOVALS, Encoded, ForwardOutput, InputError, Override, TracedModel,
                                   _per_text, _positions, _stack_popping)
+from analysis.models.devices import dtype_name, resolve_device, resolve_dtype
 from analysis.models.text import TextInput, _display
 from analysis.types import Task
 
@@ -29,18 +30,27 @@ class Model(TextInput, TracedModel):
     function, so every attention site goes through one :class:`AttentionHook`.
 
     Build with :func:`analysis.load_model`, or wrap an in-memory model with
-    ``Model(hf_model, tokenizer, task=...)``.
+    ``Model(hf_model, tokenizer, task=...)``. ``device``: "cpu", "auto", "cuda" or "cuda:N";
+    ``dtype``: None keeps the module's own precision, else "float32", "bfloat16", "float16" or
+    "auto" (see ``analysis.models.devices``). Traces and predictions are float32 numpy arrays.
     """
 
     kind = "transformer"
+    #: whether this class wraps encoder-decoder models (:class:`~analysis.models.seq2seq.Seq2SeqModel`)
+    encoder_decoder: ClassVar[bool] = False
 
     def __init__(self, module: nn.Module, tokenizer: Any, *, task: Task | None = None,
-                 name: str = "", device: str = "cpu") -> None:
+                 name: str = "", device: str | torch.device = "cpu",
+                 dtype: str | torch.dtype | None = None) -> None:
         config = module.config
-        if getattr(config, "is_encoder_decoder", False):
-            raise ValueError(f"architecture {config.model_type!r} is an encoder-decoder model, which Model does "
-                             "not support yet (its attention sites have different shapes); known to work: "
-                             f"{', '.join(SUPPORTED_ARCHITECTURES)}")
+        if getattr(config, "is_encoder_decoder", False) != self.encoder_decoder or \
+                (task == "seq2seq-lm") != self.encoder_decoder:
+            raise ValueError(f"architecture {config.model_type!r} is "
+                             + ("an encoder-decoder model: wrap it with analysis.models.Seq2SeqModel (load_model "
+                                "does); Model itself knows the single-stack models"
+                                if getattr(config, "is_encoder_decoder", False) else
+                                "not an encoder-decoder model: task 'seq2seq-lm' needs one (T5, BART; Seq2SeqModel)")
+                             + f"; known to work: {', '.join(SUPPORTED_ARCHITECTURES)}, and t5, bart via Seq2SeqModel")
         self.task = task or infer_task(config)
         if self.task not in TASKS:
             raise ValueError(f"task {self.task!r} is not supported; use one of {', '.join(TASKS)}")
@@ -49,10 +59,14 @@ class Model(TextInput, TracedModel):
             module.set_attn_implementation(IMPLEMENTATION)
         except (ValueError, NotImplementedError) as e:   # some models refuse outright
             raise ValueError(_unsupported(config.model_type)) from e
-        self.module = module.to(device).eval()
+        self.device = resolve_device(device)
+        if dtype is None:                # keep the module's own precision
+            self.module = module.to(self.device).eval()
+        else:
+            cast = resolve_dtype(dtype, self.device, getattr(config, "dtype", None))
+            self.module = module.to(device=self.device, dtype=cast).eval()
         self.tokenizer = tokenizer
         self.name = name or getattr(config, "_name_or_path", "") or config.model_type
-        self.device = torch.device(device)
         self.config = config
         probe = {"input_ids": torch.tensor([[self._pad_id] * 3], device=self.device),
                  "attention_mask": torch.ones((1, 3), dtype=torch.long, device=self.device)}
@@ -103,8 +117,10 @@ class Model(TextInput, TracedModel):
         return min(limits) if limits else 512
 
     def __repr__(self) -> str:
+        where = "" if self.device.type == "cpu" else f", {self.device}"
+        precision = "" if self.dtype == torch.float32 else f", {dtype_name(self.dtype)}"
         return (f"Model({self.name!r}, {self.config.model_type}, {self.task}, "
-                f"{self.n_layers} layers x {self.n_heads} heads)")
+                f"{self.n_layers} layers x {self.n_heads} heads{where}{precision})")
 
     # ----------------------------------------------------------------- running
     def forward(self, batch: Mapping[str, torch.Tensor], *, overrides: Mapping[tuple[int, int], torch.Tensor] | None = None,
@@ -146,6 +162,8 @@ def _unsupported(model_type: str) -> str:
 def infer_task(config: Any) -> str:
     """The task from ``config.architectures`` (e.g. ``BertForSequenceClassification``)."""
     for arch in getattr(config, "architectures", None) or []:
+        if getattr(config, "is_encoder_decoder", False) and arch.endswith("ForConditionalGeneration"):
+            return "seq2seq-lm"
         if arch.endswith("ForSequenceClassification"):
             return "sequence-classification"
         if arch.endswith("ForMaskedLM"):

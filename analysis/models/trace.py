@@ -110,6 +110,7 @@ class Trace:
     model_name: str = ""
     is_causal: bool = False        # decoder model: token order is a causal order
     captured: tuple[tuple[int, int], ...] | None = None  # (layer, head) pairs held; None: every head
+    precision: str = "float32"     # the dtype the model computed in (arrays are float32 whatever it is)
 
     @property
     def n_layers(self) -> int:

@@ -47,28 +47,33 @@ def prepare(name: str | None = None, *, progress: bool = True, rebuild: bool = F
     return meta
 
 
-def load(name: str | None = None, *, device: str = "cpu", progress: bool = True) -> Any:
+def load(name: str | None = None, *, device: Any = "cpu", dtype: Any = "auto", progress: bool = True) -> Any:
     """Load a zoo model as an ``analysis.Model`` (building it first if needed); the attention
     classifiers load as ``attention_classifier.AttentionClassifier`` and "bert4rec" as
-    ``bert4rec.Recommender`` (same interface, item histories as inputs)."""
+    ``bert4rec.Recommender`` (same interface, item histories as inputs). ``device`` and ``dtype``
+    as in :func:`analysis.load_model` (zoo models are saved in float32, so "auto" is float32)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from analysis.models.devices import check_dtype, resolve_device, resolve_dtype
     from analysis.models.model import Model
 
     name = name or DEFAULT
+    where = resolve_device(device)
+    check_dtype(dtype)
     meta = prepare(name, progress=progress)
     folder = resolve(model_dir(name))          # one version for the whole load
-    if name in attention_classifier.RECIPES:
-        classifier = attention_classifier.load(folder, name=name, device=device)
-        classifier.info = meta
-        return classifier
-    if name == bert4rec.NAME:
-        recommender = bert4rec.load(folder, name=name, device=device)
-        recommender.info = meta
-        return recommender
+    if name in attention_classifier.RECIPES or name == bert4rec.NAME:
+        kind = attention_classifier if name in attention_classifier.RECIPES else bert4rec
+        traced = kind.load(folder, name=name, device=str(where))
+        precision = resolve_dtype(dtype, where, "float32")
+        if precision != traced.dtype:
+            traced.module.to(precision)
+        traced.info = meta
+        return traced
     module = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager",
                                                                 local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = Model(module, tokenizer, task="sequence-classification", name=name, device=device)
+    precision = resolve_dtype(dtype, where, getattr(module.config, "dtype", None))
+    model = Model(module, tokenizer, task="sequence-classification", name=name, device=where, dtype=precision)
     model.info = meta
     return model

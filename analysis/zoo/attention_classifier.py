@@ -47,6 +47,7 @@ from torch import nn
 from analysis.causal.synthetic import check_seed
 from analysis.models.attention import AttentionHook
 from analysis.models.base import ForwardOutput, TracedModel
+from analysis.models.devices import resolve_device
 from analysis.models.text import TextInput
 
 __all__ = ["NAMES", "ENCODERS", "ClassifierRecipe", "RECIPES", "AttentionClassifierModule",
@@ -167,7 +168,7 @@ class AttentionClassifierModule(nn.Module):
         lengths = torch.where(mask.any(1), lengths, torch.ones_like(lengths))
         e = self.embedding(input_ids)                         # [b, n, D]
         h = self.encoder(self.dropout(e), lengths)            # [b, n, D]
-        a = self.attention.scores(h, mask) if override is None else override.to(h.dtype).mean(-2).expand(h.shape[0], n)
+        a = self.attention.scores(h, mask) if override is None else override.to(device=h.device, dtype=h.dtype).mean(-2).expand(h.shape[0], n)
         context = torch.einsum("bn,bnd->bd", a, h)            # [b, D]
         return {"logits": self.attention.out_proj(self.dropout(context)), "attention": a,
                 "embeddings": e, "states": h}
@@ -202,10 +203,10 @@ class AttentionClassifier(TextInput, TracedModel):
 
     def __init__(self, module: AttentionClassifierModule, tokenizer: Any, *, name: str = "attention-classifier",
                  max_length: int = 128, labels: tuple[str, ...] = LABELS, device: str = "cpu") -> None:
-        self.module = module.to(device).eval()
+        self.device = resolve_device(device)      # a clear error for a GPU that is not there
+        self.module = module.to(self.device).eval()
         self.tokenizer = tokenizer
         self.name = name
-        self.device = torch.device(device)
         self.config = ClassifierConfig(encoder=module.kwargs["encoder"], dim=module.kwargs["dim"],
                                        max_length=int(max_length), num_labels=len(labels),
                                        id2label=dict(enumerate(labels)))
