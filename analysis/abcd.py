@@ -83,10 +83,11 @@ def attention_covariance(trace: Trace, layer: int = -1, head: Head = 0, *, atten
     singular (rank <= rank T)."""
     if attention == "raw":
         layer, head = trace.check_head(layer, head)
-        a = trace.attentions[layer].astype(np.float64)           # [H, n, n]
         if head in ("all", "mean"):
+            a = trace.attentions[layer].astype(np.float64)       # [H, n, n]
             return np.einsum("hqk,hpk->qp", a, a)
-        return a[head] @ a[head].T
+        a = trace.attentions[layer, head].astype(np.float64)     # [n, n]: only this head (a selective trace)
+        return a @ a.T
     return _covariance(graph_attention(trace, layer, head, attention=attention, basis=basis, model=model)[0])
 
 
@@ -109,6 +110,87 @@ def resolve_n_samples(trace: Trace, n_samples: float | str | None) -> float:
     if isinstance(choice, str) or not np.isfinite(choice) or choice <= 3:
         raise ValueError(f"n_samples must be a number > 3, 'hidden' or 'head', not {n_samples!r}")
     return float(choice)
+
+
+def capture(model: TracedModel, layer: int = -1, head: Head = 0) -> dict[str, Any]:
+    """The ``model.trace`` keyword arguments that capture only what one head (``heads=[(layer,
+    head)]``) or one pooled layer (``layers=[layer]`` for ``head="all"`` / ``"mean"``) needs: what
+    :func:`learn_graph`, :func:`attention_correlation` and :func:`explain` read of a trace.
+    Checks the pair against the model's sizes (:func:`check_head`)."""
+    layer, head = check_head(model.n_layers, model.n_heads, layer, head)
+    return {"layers": [layer]} if isinstance(head, str) else {"heads": [(layer, head)]}
+
+
+def check_head(n_layers: int, n_heads: int, layer: int, head: Head = 0) -> tuple[int, Head]:
+    """``(layer, head)`` checked against ``n_layers`` x ``n_heads`` and made non-negative (head may
+    be "all" or "mean"): ``Trace.check_head`` without asking whether a selective trace holds it."""
+    L, H = n_layers, n_heads
+    if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)) or not -L <= layer < L:
+        raise IndexError(f"layer {layer!r} is out of range: this model has {L} layers (0..{L - 1}, or -1 for the last)")
+    if isinstance(head, str):
+        if head not in ("all", "mean"):
+            raise ValueError(f"head must be an int in 0..{H - 1}, 'all' or 'mean', not {head!r}")
+        return int(layer) % L, head
+    if isinstance(head, (bool, np.bool_)) or not isinstance(head, (int, np.integer)) or not -H <= head < H:
+        raise IndexError(f"head {head!r} is out of range: this model has {H} heads per layer (0..{H - 1})")
+    return int(layer) % L, int(head) % H
+
+
+def output_name(model: Any, k: int) -> str:
+    """Output ``k`` of ``model`` for people: its class label (a recommender's item title), or for
+    a language model the vocabulary token, decoded and quoted (``' film'``)."""
+    k = int(k)
+    labels = getattr(model, "labels", ()) or ()
+    if labels:
+        return str(labels[k]) if 0 <= k < len(labels) else f"class {k}"
+    tokenizer = getattr(model, "tokenizer", None)
+    if getattr(model, "task", "") in ("causal-lm", "masked-lm", "seq2seq-lm") and hasattr(tokenizer, "decode"):
+        return repr(tokenizer.decode([k]))
+    return f"class {k}"
+
+
+def describe_output(model: Any, k: int) -> str:
+    """Output ``k`` in a sentence: ``"the next token ' film' (id 2143)"`` (causal LM), ``"the
+    masked token ..."`` (masked LM), else ``"prediction positive (class 1)"`` / ``"prediction
+    <title> (item 3)"`` (recommender)."""
+    name = output_name(model, k)
+    if getattr(model, "input_kind", "text") == "items":
+        return f"prediction {name} (item {int(k)})"
+    if not (getattr(model, "labels", ()) or ()):
+        what = {"causal-lm": "the next token", "seq2seq-lm": "the next decoder token",
+                "masked-lm": "the masked token"}.get(getattr(model, "task", ""))
+        if what:
+            return f"{what} {name} (id {int(k)})"
+    return f"prediction {name} (class {int(k)})"
+
+
+class OutputNames(Sequence[str]):
+    """Every output of a model by name (:func:`output_name`), computed on access: a language
+    model's vocabulary without decoding all of it. Pass as ``labels=`` to the figures."""
+
+    def __init__(self, model: Any, size: int | None = None) -> None:
+        self.model = model
+        labels = getattr(model, "labels", ()) or ()
+        tokenizer = getattr(model, "tokenizer", None)
+        self._size = int(size) if size is not None else len(labels) if labels else \
+            len(tokenizer) if tokenizer is not None and hasattr(tokenizer, "__len__") else 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self._size))]
+        if not -self._size <= int(k) < self._size:
+            raise IndexError(f"output {k} is out of range: there are {self._size}")
+        return output_name(self.model, int(k) % self._size)
+
+
+def output_names(model: Any) -> Sequence[str]:
+    """``model.labels`` for a classifier or recommender; an :class:`OutputNames` over the
+    vocabulary for a language model (figures' ``labels=`` then name tokens, not "class k")."""
+    labels = getattr(model, "labels", ()) or ()
+    return labels if labels else OutputNames(model)
 
 
 def is_punctuation(token: str) -> bool:
@@ -245,6 +327,8 @@ class Explanation:
     budget: Budget = field(default_factory=Budget)
     stopped: str = "found"       # one of STOP_REASONS
     searched_size: int = 0       # every candidate set of this size or smaller was checked
+    #: the prediction for people (:func:`describe_output`), e.g. "the next token ' film' (id 2143)"
+    output: str = ""
 
     @property
     def changed(self) -> bool:
@@ -278,7 +362,8 @@ class Explanation:
         found = (f"{len(self.sets)} minimal set(s) of size {self.size}: "
                  + "; ".join(" ".join(w) for w in self.words)) if self.sets else self.status
         base = f"size {self.baseline.size}" if self.baseline.size else "none found"
-        return (f"Explanation of prediction {self.prediction} at target {self.tokens[self.target]}@{self.target}: "
+        what = self.output or f"prediction {self.prediction}"
+        return (f"Explanation of {what} at target {self.tokens[self.target]}@{self.target}: "
                 f"{found}; {len(self.checks)} candidates checked (budget: {self.budget}); "
                 f"attention baseline: {base}")
 
@@ -357,6 +442,13 @@ def explain(model: TracedModel, text: Any, *, target: int | None = None, layer: 
     The baseline's calls are not part of CLEANN's budget
     (``baseline_max_size=0`` skips it).
 
+    A decoder (``trace.is_causal``: GPT-2, Llama, ... with task "causal-lm") explains its
+    next-token prediction: the target defaults to the last token, where ``model.predict`` reads
+    the next token, the sets are the tokens whose removal changes the top-1 next token, and
+    token order is background knowledge (``order=None``; ``order=False`` drops it). The input
+    is traced once, capturing only ``layer``/``head`` (:func:`capture`); ``output`` and the
+    repr name the prediction (:func:`describe_output`: the next token's string for a language model).
+
     An abductive model (``model.abductive``: a recommender, with ``explanation_trace(text, top1) ->
     (trace, target)``) is
     traced through it: the abductive step appends the recommended item, which becomes the
@@ -369,8 +461,8 @@ def explain(model: TracedModel, text: Any, *, target: int | None = None, layer: 
     abduce = model.explanation_trace if model.abductive else None
     if abduce is not None:
         trace, auto_target = abduce(text, original)
-    else:
-        trace = model.trace(text)
+    else:                                   # only the head (or layer) the graph is learned from
+        trace = model.trace(text, **capture(model, layer, head))
         auto_target = default_target(trace)
     target = auto_target if target is None else int(target)
     if not -trace.n_tokens <= target < trace.n_tokens:
@@ -398,7 +490,7 @@ def explain(model: TracedModel, text: Any, *, target: int | None = None, layer: 
     return Explanation(sets=sets, size=size, tokens=list(trace.tokens), target=target, prediction=original,
                        probs=probs, graph=graph, tree=tree, checks=tuple(checks), baseline=baseline,
                        settings=settings, seconds=time.perf_counter() - start, budget=budget, stopped=stopped,
-                       searched_size=searched)
+                       searched_size=searched, output=describe_output(model, original))
 
 
 class Cancelled(Exception):

@@ -58,7 +58,7 @@ class AdversarialPanel(JobPanel):
     # ------------------------------------------------------------------ computing
     def _refresh(self) -> None:
         self.result = None
-        trace = self.session.trace()
+        trace = self.session.any_trace()
         self.image.value = b""
         self.table.value = "<i>press search to look for adversarial attention</i>"
         with self.holding():
@@ -78,7 +78,7 @@ class AdversarialPanel(JobPanel):
         """Start the search in the background (``block``: wait for it, for scripts and tests)."""
         from analysis.adversarial import search
 
-        self.session.trace()                     # a bad text fails here, at once
+        self.session.any_trace()                     # a bad text fails here, at once
         model, text, settings = self.session.model, self.session.text, self.settings()
         value = self.session.input               # the text, or a recommender's history
 

@@ -1,6 +1,7 @@
 """``AttentionExplorer``: step through layers and heads of one traced input."""
 from __future__ import annotations
 
+import html
 import importlib.util
 import time
 from collections import OrderedDict
@@ -10,12 +11,13 @@ import ipywidgets as W
 import numpy as np
 from matplotlib.figure import Figure
 
+from analysis import abcd
 from analysis.figures import attention_view, draw_attention_view, token_highlight_html
 from analysis.figures.panels import AttentionView
-from analysis.figures.text import ranked_items_html
+from analysis.figures.text import output_probs, ranked_items_html
 from widgets.base import Panel, model_line, row
 from widgets.controls import initial_view, layer_slider, token_options
-from widgets.items import TOP_K, is_recommender
+from widgets.items import TOP_K, is_recommender, predicts_next_token
 from widgets.render import GridCanvas, HeatmapCanvas
 
 if TYPE_CHECKING:
@@ -95,9 +97,9 @@ class AttentionExplorer(Panel):
         """Show ``layer``/``head``/``query`` (negative layer counts from the end); a value out of
         range shows an error in the panel and changes nothing."""
         with self.working("drawing"):
-            trace = self.session.trace()
-            lay, hd = trace.check_head(self.layer.value if layer is None else layer,
-                                       self.head.value if head is None else head)
+            trace = self.session.any_trace()
+            lay, hd = abcd.check_head(trace.n_layers, trace.n_heads, self.layer.value if layer is None else layer,
+                                      self.head.value if head is None else head)
             if query is not None and not -trace.n_tokens <= query < trace.n_tokens:
                 raise IndexError(f"query {query} is out of range: the input has {trace.n_tokens} tokens "
                                  f"(0..{trace.n_tokens - 1})")
@@ -110,7 +112,7 @@ class AttentionExplorer(Panel):
 
     # ------------------------------------------------------------------ drawing
     def _refresh(self) -> None:
-        trace = self.session.trace()
+        trace = self.session.any_trace()
         self._canvas, self._grid, self._view = None, None, None
         problem = None
         with self.holding():
@@ -133,6 +135,11 @@ class AttentionExplorer(Panel):
                              f"(0..{trace.n_tokens - 1})")
         self.query.value = query % trace.n_tokens
 
+    def _layer_trace(self) -> Any:
+        """The session's trace holding the shown layer: every head of it (the grid and the mean
+        need them; stepping heads within the layer then reads the cache)."""
+        return self.session.trace(layers=[self.layer.value])
+
     def _cache_key(self) -> tuple:
         mode = self.mode.value
         head = self.head.value if mode == "head" else None
@@ -141,7 +148,7 @@ class AttentionExplorer(Panel):
 
     def current_view(self) -> AttentionView:
         """What is shown now (matrices [k, n, n], titles, note)."""
-        trace = self.session.trace()
+        trace = self._layer_trace()
         return attention_view(trace, self.layer.value, self.head.value, mode=self.mode.value, part=self.part.value)
 
     def _draw(self) -> None:
@@ -183,13 +190,18 @@ class AttentionExplorer(Panel):
         self.info.value = self._info(view)
 
     def _info(self, view: AttentionView) -> str:
-        trace = self.session.trace()
+        trace = self.session.any_trace()
         parts, ranked = [], ""
         if is_recommender(self.session.model):   # a catalogue: its top-k as a list under the line
             ranked = ranked_items_html(trace.probs, trace.labels, k=TOP_K,
                                        title=f"top-{TOP_K} recommendations (at the query [MASK])")
         elif trace.labels:
             parts.append(f"prediction: <b>{trace.label}</b> ({float(np.max(trace.probs)):.3f})")
+        elif predicts_next_token(self.session.model):   # a decoder: the next token after the last one
+            p = output_probs(trace.probs)
+            k = int(np.argmax(p))
+            name = html.escape(abcd.output_name(self.session.model, k))
+            parts.append(f"next token: <b>{name}</b> (id {k}, {float(p[k]):.3f})")
         if view.note:
             parts.append(view.note)
         elif HAS_EFFICIENT and view.mode == "head":
@@ -201,7 +213,7 @@ class AttentionExplorer(Panel):
         if key not in self._nullity:
             from analysis.efficient import decompose
 
-            self._nullity[key] = decompose(self.session.trace(), layer, head).nullity
+            self._nullity[key] = decompose(self.session.trace(heads=[(layer, head)]), layer, head).nullity
         return self._nullity[key]
 
     # ------------------------------------------------------------------ figure, results, code

@@ -102,7 +102,7 @@ class CITestPanel(Panel):
     # ------------------------------------------------------------------ computing
     def _refresh(self) -> None:
         self.result = None
-        trace = self.session.trace()
+        trace = self.session.any_trace()
         problem = None
         self.controls.model = self.session.model
         with self.holding():
@@ -122,8 +122,8 @@ class CITestPanel(Panel):
     def _test(self) -> None:
         self._paint_buttons()
         self.result = None
-        trace = self.session.trace()
         s = self.controls.settings()
+        trace = self.session.trace(**abcd.capture(self.session.model, s["layer"], s["head"]))   # that head only
         corr = abcd.attention_correlation(trace, s["layer"], s["head"], attention=s["attention"], basis=s["basis"],
                                           model=s.get("model"))
         test = FisherZTest(corr, s["n_samples"], s["alpha"])
@@ -134,7 +134,7 @@ class CITestPanel(Panel):
         self.show_png(self.image, self._plot())
 
     def _plot(self, *, paper: bool = False) -> Figure:
-        trace = self.session.trace()
+        trace = self.session.any_trace()
         ax = None if paper else Figure(figsize=(6.0, 2.6)).add_subplot()
         return ci_test_plot(self.result, alpha=self.alpha.value, tokens=trace.tokens,
                             n_samples=self.n_samples.value, ax=ax)
@@ -158,7 +158,7 @@ class CITestPanel(Panel):
         if graph is None:
             self.test_log.value = "<i>no graph learned yet for this text (use the causal graph panel)</i>"
             return
-        trace = self.session.trace()
+        trace = self.session.any_trace()
         tests = list(graph.tests)
         if self.only_pair.value:
             pair = {self.x.value, self.y.value}
@@ -177,7 +177,7 @@ class CITestPanel(Panel):
     def results(self) -> dict:
         if self.result is None:
             raise ValueError("no test result to export yet")
-        trace = self.session.trace()
+        trace = self.session.any_trace()
         return {"model": self.session.model.name, "text": self.session.text, "tokens": trace.tokens,
                 "layer": self.layer.value, "head": self.head.value, "alpha": self.alpha.value,
                 "n_samples": self.n_samples.value, "attention": self.attention.value, "basis": self.basis.value,

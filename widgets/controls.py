@@ -64,7 +64,7 @@ def initial_view(layer: W.ValueWidget, head: W.ValueWidget, trace: Any, initial:
     lay, hd, *rest = initial
     layer.value = trace.n_layers - 1
     try:
-        layer.value, head.value = trace.check_head(lay, hd)
+        layer.value, head.value = abcd.check_head(trace.n_layers, trace.n_heads, lay, hd)   # any trace
         if extra is not None:
             extra(*rest)
     except (IndexError, ValueError) as exc:

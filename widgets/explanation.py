@@ -15,7 +15,7 @@ from analysis.figures.text import output_probs, ranked_items_html
 from analysis.models import REMOVALS
 from widgets.base import model_line, row
 from widgets.controls import GraphControls
-from widgets.items import TOP_K, is_recommender, item_name
+from widgets.items import TOP_K, is_recommender, item_name, predicts_next_token
 from widgets.jobs import JobPanel
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class ExplanationPanel(JobPanel):
     def _refresh(self) -> None:
         self.stop()                              # a new text or model: the running search is stale
         self._explanation = None
-        trace = self.session.trace()
+        trace = self.session.any_trace()
         self.controls.model = self.session.model
         with self.holding():
             problem = self.controls.fit(trace, self._initial)
@@ -122,7 +122,7 @@ class ExplanationPanel(JobPanel):
     def run(self, *, block: bool = False) -> None:
         """Explain the prediction with the current settings, in the background (``block``: wait)."""
         self.stop()
-        self.session.trace()                     # a bad text fails here, with the model's message
+        self.session.any_trace()                     # a bad text fails here, with the model's message
         model, value, text, settings = self.session.model, self.session.input, self.session.text, self.settings()
         self._job_text = text
         budget = abcd.Budget(settings["max_calls"], settings["max_set_size"])
@@ -154,7 +154,7 @@ class ExplanationPanel(JobPanel):
 
     def _draw(self) -> None:
         e = self._explanation
-        self.show_png(self.sets_image, explanation_figure(e, labels=self.session.model.labels, width=8.0))
+        self.show_png(self.sets_image, explanation_figure(e, labels=abcd.output_names(self.session.model), width=8.0))
         self.table.value = self._table_html()
         self.attention_note.value = (f"<span style='color:#555'>graph learned from "
                                      f"{html.escape(e.graph.attention)}</span>" if e.graph.attention else "")
@@ -164,9 +164,9 @@ class ExplanationPanel(JobPanel):
     def _table_html(self) -> str:
         if is_recommender(self.session.model):
             return self._recommendation_html()
-        e = self._explanation
-        labels = self.session.model.labels
-        name = lambda k: html.escape(labels[k] if k < len(labels) else f"class {k}")  # noqa: E731
+        e, model = self._explanation, self.session.model
+        name = lambda k: html.escape(abcd.output_name(model, k))  # noqa: E731
+        what = "next token" if predicts_next_token(model) else "prediction"
         orig = e.prediction
         rows = [("original", "", name(orig), f"{float(output_probs(e.probs)[orig]):.3f}", "")]
         for s in e.sets:
@@ -178,10 +178,14 @@ class ExplanationPanel(JobPanel):
             c = b.checks[-1]
             rows.append(("attention top-k", _words(e.tokens, c.positions), name(c.prediction),
                          f"{float(c.probs[orig]):.3f}", "yes" if c.changed else "no"))
-        head = "<tr><th></th><th>removed</th><th>prediction</th><th>p(original class)</th><th>changed</th></tr>"
+        original = "next token" if what == "next token" else "class"
+        head = (f"<tr><th></th><th>removed</th><th>{what}</th><th>p(original {original})</th>"
+                "<th>changed</th></tr>")
         body = "".join("<tr>" + "".join(f"<td style='padding:0 8px'>{v}</td>" for v in r) + "</tr>" for r in rows)
         base = f"size {b.size}" if b.size else "no prefix changed the output"
-        summary = (f"<div style='color:#555'>{html.escape(e.status)}; {len(e.checks)} candidate sets checked in "
+        summary = (f"<div style='color:#555'>explaining {html.escape(e.output or str(orig))} at "
+                   f"{html.escape(e.tokens[e.target])}@{e.target}: "
+                   f"{html.escape(e.status)}; {len(e.checks)} candidate sets checked in "
                    f"{e.seconds:.2f} s (budget: {html.escape(str(e.budget))}); attention baseline: {base}; "
                    f"graph: {e.graph.n_tests} CI tests</div>")
         return f"<table>{head}{body}</table>{summary}"
@@ -237,7 +241,7 @@ class ExplanationPanel(JobPanel):
     def figure(self, *, paper: bool = False) -> Figure:
         if self.explanation is None:
             raise ValueError("no explanation to draw yet: press explain")
-        return explanation_figure(self.explanation, labels=self.session.model.labels)
+        return explanation_figure(self.explanation, labels=abcd.output_names(self.session.model))
 
     def name(self) -> str:
         return f"explanation_l{self.layer.value}_h{self.head.value}"
@@ -275,7 +279,7 @@ class ExplanationPanel(JobPanel):
         lines += [model_line(self.session.model)] if include_model else []
         lines += [f"explanation = abcd.explain(model, {self.input_repr}, {args})",
                   "print(explanation)",
-                  "fig = explanation_figure(explanation, labels=model.labels)"]
+                  "fig = explanation_figure(explanation, labels=abcd.output_names(model))"]
         return "\n".join(lines)
 
 

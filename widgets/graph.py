@@ -63,7 +63,7 @@ class CausalGraphPanel(Panel):
     # ------------------------------------------------------------------ computing
     def _refresh(self) -> None:
         self.graph = None
-        trace = self.session.trace()
+        trace = self.session.any_trace()
         self._graphs.clear()
         self.controls.model = self.session.model
         with self.holding():
@@ -80,8 +80,8 @@ class CausalGraphPanel(Panel):
 
     def _learn(self) -> None:
         self.graph = None
-        trace = self.session.trace()
         settings = self.settings()
+        trace = self.session.trace(**abcd.capture(self.session.model, settings["layer"], settings["head"]))
         key = (self.session.model.name, self.session.text,
                *(v for k, v in settings.items() if k != "model"))
         graph = self._graphs.get(key)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import ipywidgets as W
 from matplotlib.figure import Figure
 
-from analysis import interventions
+from analysis import abcd, interventions
 from analysis.efficient import BASES
 from analysis.figures import intervention_figure, intervention_summary
 from analysis.figures.panels import PAGE_WIDTH
@@ -74,7 +74,7 @@ class InterventionPanel(JobPanel):
     # ------------------------------------------------------------------ computing
     def _refresh(self) -> None:
         self.outcomes = []
-        trace = self.session.trace()
+        trace = self.session.any_trace()
         self.image.value = b""
         self.table.value = "<i>press run to apply the intervention</i>"
         with self.holding():
@@ -101,8 +101,8 @@ class InterventionPanel(JobPanel):
 
     def run(self, *, block: bool = False) -> None:
         """Apply the chosen intervention(s) in the background (``block``: wait, for scripts)."""
-        trace = self.session.trace()
         names, params = self.chosen(), self.settings()
+        trace = self.session.trace(**abcd.capture(self.session.model, params["layer"], params["head"]))
         if names == ["remove_tokens"] and not params["positions"]:
             raise ValueError("remove_tokens needs tokens to remove: select some in 'remove'")
         model, text, value = self.session.model, self.session.text, self.session.input
@@ -131,8 +131,9 @@ class InterventionPanel(JobPanel):
         if not self.outcomes:
             raise ValueError("no intervention result to draw yet: press run")
         if len(self.outcomes) == 1:
-            return intervention_figure(self.outcomes[0], self.session.trace(), labels=self.session.model.labels,
-                                       fig=fig)
+            edited = sorted(self.outcomes[0].override or ())        # the heads drawn: those edited
+            trace = self.session.trace(heads=edited) if edited else self.session.any_trace()
+            return intervention_figure(self.outcomes[0], trace, labels=abcd.output_names(self.session.model), fig=fig)
         return intervention_summary(self.outcomes, ax=fig.add_subplot())
 
     # ------------------------------------------------------------------ figure, results, code
@@ -159,7 +160,7 @@ class InterventionPanel(JobPanel):
 
     def code(self, *, include_model: bool = True) -> str:
         params = self.settings()
-        lines = ["import analysis", "from analysis import interventions",
+        lines = ["import analysis", "from analysis import abcd, interventions",
                  "from analysis.figures import intervention_figure, intervention_summary"]
         lines += [model_line(self.session.model)] if include_model else []
         lines += [f"text = {self.input_repr}", "trace = model.trace(text)", "results = []"]
@@ -170,7 +171,7 @@ class InterventionPanel(JobPanel):
             trace_arg = ", trace=trace" if "trace" in accepted else ""
             lines.append(f"results.append(interventions.{name}(model, text, {args}{trace_arg}))")
         if len(self.chosen()) == 1:
-            lines.append("fig = intervention_figure(results[0], trace, labels=model.labels)")
+            lines.append("fig = intervention_figure(results[0], trace, labels=abcd.output_names(model))")
         else:
             lines.append("fig = intervention_summary(results)")
         return "\n".join(lines)

@@ -31,6 +31,12 @@ def is_recommender(model: TracedModel | None) -> bool:
     return model is not None and model.input_kind == "items"
 
 
+def predicts_next_token(model: TracedModel | None) -> bool:
+    """Whether ``model``'s prediction is a next token (a causal LM, or an encoder-decoder's next
+    decoder token) rather than a class or an item: the panels then name it by its string."""
+    return model is not None and not getattr(model, "labels", ()) and model.task in ("causal-lm", "seq2seq-lm")
+
+
 def is_history(value: Any) -> bool:
     """A sequence of ints (a history given as a tuple or list rather than as text)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):

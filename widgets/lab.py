@@ -13,7 +13,7 @@ from widgets.citest import CITestPanel
 from widgets.explanation import ExplanationPanel
 from widgets.graph import CausalGraphPanel
 from widgets.intervention import InterventionPanel
-from widgets.items import default_text, fits, is_recommender
+from widgets.items import default_text, fits, is_recommender, predicts_next_token
 from widgets.session import DEFAULT_TEXT, Session
 
 if TYPE_CHECKING:
@@ -134,7 +134,8 @@ class Lab(W.VBox):
         if is_recommender(m):      # a catalogue, not a handful of classes: say how big it is
             what = f" · recommender over {m.n_items} items (ids 0..{m.n_items - 1})"
         else:
-            what = f" · classes: {html.escape(', '.join(m.labels))}" if m.labels else ""
+            what = f" · classes: {html.escape(', '.join(m.labels))}" if m.labels else (
+                " · language model: predicts the next token" if predicts_next_token(m) else "")
         self.model_info.value = f"<span style='color:#555'>{m.n_layers} layers &times; {m.n_heads} heads{what}</span>"
         self._show_note()
 

@@ -70,7 +70,7 @@ def attention_view(trace: Any, layer: int, head: int = 0, *, mode: str = "head",
                              tokens, layer, "mean", mode, part)
     heads = [head] if mode == "head" else list(range(trace.n_heads))
     if part == "raw":
-        mats = trace.attentions[layer, heads]
+        mats = np.stack([trace.attentions[layer, h] for h in heads])   # a selective trace too (HeadArray)
         return AttentionView(mats, tuple(f"layer {layer}, head {h}" for h in heads), tokens, layer,
                              head if mode == "head" else "all", mode, part)
     from analysis.efficient import decompose, decompose_layer
@@ -81,7 +81,7 @@ def attention_view(trace: Any, layer: int, head: int = 0, *, mode: str = "head",
     titles = tuple(f"layer {layer}, head {p.head}, {part} (nullity {p.nullity})" for p in parts)
     note = parts[0].message if mode == "head" else "nullity per head: " + ", ".join(
         f"{p.head}: {p.nullity}" for p in parts)
-    scale = float(max(np.abs(mats).max(), trace.attentions[layer, heads].max()))
+    scale = float(max(np.abs(mats).max(), max(trace.attentions[layer, h].max() for h in heads)))
     return AttentionView(mats, titles, tokens, layer, head if mode == "head" else "all", mode, part, note, scale)
 
 
