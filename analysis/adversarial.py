@@ -24,7 +24,9 @@ Choices (Jain & Wallace's, where they made one):
 
 Speed: the blocks before ``layer`` see no override, so their output is computed once and
 replayed at every step (only inside the search's own forward passes; a ``callback`` may run the
-model normally). Every reported prediction is re-measured with a full forward pass, as ``model.predict`` runs it.
+model normally). A single-attention classifier's encoder states are replayed the same way
+(:func:`fixed_states`), and its one shared attention row is normalised and compared once per
+adversary rather than as ``n`` equal rows. Every reported prediction is re-measured with a full forward pass, as ``model.predict`` runs it.
 
 Efficient-attention comparison (value basis, whose projection ``P`` is the same for every
 adversary because overriding layer ``l``'s attention does not change layer ``l``'s values):
@@ -71,7 +73,7 @@ from analysis.sensitivity import ablated_attention
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
 
-__all__ = ["AdversarialResult", "search", "output_row_weights", "CONSTRAINTS"]
+__all__ = ["AdversarialResult", "search", "output_row_weights", "fixed_states", "CONSTRAINTS"]
 
 #: what the adversary's ``eps`` bounds: the prediction's TVD, or the largest |logit change|
 CONSTRAINTS = ("tvd", "logit")
@@ -182,6 +184,16 @@ def layer_blocks(model: TracedModel) -> list[nn.Module] | None:
     return blocks if len({id(b) for b in blocks}) == len(blocks) else None
 
 
+def fixed_states(model: TracedModel) -> nn.Module | None:
+    """A query-independent single-attention classifier's encoder (``model.module.encoder``): its
+    states do not depend on the attention, so the search holds them fixed (as Jain & Wallace do)
+    and replays them at every step; None for every other model."""
+    if not getattr(model, "query_independent", False) or model.n_layers != 1:
+        return None
+    encoder = getattr(getattr(model, "module", None), "encoder", None)
+    return encoder if isinstance(encoder, nn.Module) else None
+
+
 _REPLAY_ATTR = "_attnlab_replay"   # on a replayed block: {thread id: output}, plus its original forward
 _REPLAY_LOCK = threading.Lock()    # guards installing / removing those tables
 _MISSING = object()
@@ -209,21 +221,26 @@ class _Prefix:
     @classmethod
     def capture(cls, model: TracedModel, layer: int, batch: dict[str, torch.Tensor]) -> "_Prefix":
         blocks = layer_blocks(model) if layer > 0 else None
-        if not blocks:
-            return cls()
+        if blocks:
+            blocks = blocks[:layer]
+        else:
+            fixed = fixed_states(model)
+            if fixed is None:
+                return cls()
+            blocks = [fixed]
         seen: dict[str, Any] = {}
         thread = threading.get_ident()
 
         def keep(module: nn.Module, args: Any, out: Any) -> None:
             if threading.get_ident() == thread:       # not another thread's forward on the same model
                 seen.setdefault("out", out)
-        handle = blocks[layer - 1].register_forward_hook(keep)
+        handle = blocks[-1].register_forward_hook(keep)
         try:
             with torch.no_grad():
                 model.forward(batch)
         finally:
             handle.remove()
-        return cls(blocks[:layer], seen.get("out"))
+        return cls(blocks, seen.get("out"))
 
     @contextmanager
     def replay(self) -> Iterator[None]:
@@ -314,7 +331,7 @@ def _context(model: TracedModel, text: str, layer: int, head: int | str, k: int)
     bases = tuple(decompose(trace, layer, h, basis="value").basis_vectors for h in heads)
     batch = model.batch([enc] * k)
     with torch.no_grad():
-        z0 = model.output_logits(model.forward(batch)[0], batch)[0].float()
+        z0 = model.output_logits(model.forward(batch)[0], batch)[0].float().cpu()   # the search runs on the CPU
     return _Context(model=model, text=text, trace=trace, layer=layer, heads=heads, head=head, batch=batch,
                     support=support, original=torch.as_tensor(trace.attentions[layer, list(heads)]), y0=y0,
                     z0=z0, bases=bases, prefix=_Prefix.capture(model, layer, batch))
@@ -369,8 +386,18 @@ def _init_logits(ctx: _Context, k: int, seed: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- one step
 def _attention(theta: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
-    """Masked softmax of the logits [k, h, n or 1, n] over the visible keys: [k, h, n, n]."""
+    """Masked softmax of the logits [k, h, n or 1, n] over the visible keys: [k, h, n, n]. One
+    shared row (a query-independent model, whose keys are all visible) is normalised once and
+    expanded (the rows are views of it)."""
+    if theta.shape[-2] == 1 and bool(support.all()):
+        return torch.softmax(theta, dim=-1).expand(*theta.shape[:2], *support.shape)
     return torch.softmax(theta.expand(*theta.shape[:2], *support.shape).masked_fill(~support, float("-inf")), dim=-1)
+
+
+def _rows(ctx: _Context, x: torch.Tensor) -> torch.Tensor:
+    """The query rows the objective needs: the first alone for a query-independent model (every
+    row is the same distribution, so the mean over rows equals it), else all."""
+    return x[..., :1, :] if ctx.model.query_independent else x
 
 
 def _violation(logits: torch.Tensor, ctx: _Context, constraint: str) -> torch.Tensor:
@@ -384,10 +411,11 @@ def _objective(att: torch.Tensor, logits: torch.Tensor, ctx: _Context, eps: floa
                constraint: str = "tvd") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Loss (scalar), JSD from the original [k] and the constrained output change [k]."""
     k = att.shape[0]
-    j = jsd(att, ctx.original.unsqueeze(0)).mean((-2, -1))                       # [k]
+    rows = _rows(ctx, att)
+    j = jsd(rows, _rows(ctx, ctx.original).unsqueeze(0)).mean((-2, -1))          # [k]
     if k > 1:
         iu = torch.triu_indices(k, k, offset=1)
-        pair = jsd(att[iu[0]], att[iu[1]]).mean((-2, -1)).mean()                # JSD is symmetric
+        pair = jsd(rows[iu[0]], rows[iu[1]]).mean((-2, -1)).mean()              # JSD is symmetric
     else:
         pair = att.new_zeros(())
     t = _violation(logits, ctx, constraint)                                      # [k]
@@ -401,7 +429,7 @@ def _forward(ctx: _Context, att: torch.Tensor) -> torch.Tensor:
     overrides = {(ctx.layer, h): att[:, i] for i, h in enumerate(ctx.heads)}
     with ctx.prefix.replay():
         out, _ = model.forward(ctx.batch, overrides=overrides)
-    return model.output_logits(out, ctx.batch).float()
+    return model.output_logits(out, ctx.batch).float().cpu()   # the model may be on a GPU; the search is not
 
 
 @dataclass

@@ -97,6 +97,11 @@ class OutputPreserving:
                 f"{self.tvd.max() if len(self.samples) else 0:.3g})")
 
 
+#: how far a traced attention row may sum from 1 by the model's precision: one rounding of each
+#: weight to 8 (bfloat16) or 11 (float16) significant bits moves the sum by at most 2^-8 / 2^-11
+ROW_TOL = {"bfloat16": 2.0 ** -8 + 1e-4, "float16": 2.0 ** -11 + 1e-4}
+
+
 def _check_counts(n_extreme: int, n_mix: int) -> None:
     for name, v in (("n_extreme", n_extreme), ("n_mix", n_mix)):
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
@@ -118,9 +123,11 @@ def _vertex(c: np.ndarray, b: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
 
 def output_preserving_matrix(attention: np.ndarray, t: np.ndarray, *, n_extreme: int = 4, n_mix: int = 4,
                              seed: int = 0, rtol: float | None = None, basis: str = "custom",
-                             layer: int | None = None, head: int | None = None) -> OutputPreserving:
+                             layer: int | None = None, head: int | None = None,
+                             row_tol: float = 1e-4) -> OutputPreserving:
     """Extreme points and mixtures of ``{A' : A' T = A T, A' >= 0, A' 1 = 1}`` for ``A`` [n, n]
-    (rows distributions) and ``T`` [n, d]; ``n_extreme`` LP directions, ``n_mix`` mixtures."""
+    (rows distributions, summing to 1 within ``row_tol``; then renormalised) and ``T`` [n, d];
+    ``n_extreme`` LP directions, ``n_mix`` mixtures."""
     _check_counts(n_extreme, n_mix)
     a = np.asarray(attention, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
@@ -129,10 +136,10 @@ def output_preserving_matrix(attention: np.ndarray, t: np.ndarray, *, n_extreme:
     if not (np.isfinite(a).all() and np.isfinite(t).all()):
         raise ValueError("attention and T must be finite")
     sums = a.sum(1)
-    if a.min() < -NEG_TOL or np.abs(sums - 1).max() > 1e-4:
-        raise ValueError("attention rows must be distributions (non-negative, summing to 1 within 1e-4); "
+    if a.min() < -NEG_TOL or np.abs(sums - 1).max() > row_tol:
+        raise ValueError(f"attention rows must be distributions (non-negative, summing to 1 within {row_tol:g}); "
                          f"got min {a.min():.3g}, row sums {sums.min():.6g}..{sums.max():.6g}")
-    a = np.maximum(a, 0.0) / np.maximum(a, 0.0).sum(1, keepdims=True)   # float32 traces: sums 1 +- 1e-7
+    a = np.maximum(a, 0.0) / np.maximum(a, 0.0).sum(1, keepdims=True)   # float32: sums 1 +- 1e-7; bf16: 4e-3
     n = a.shape[0]
     (b,), _ = _column_bases(_with_ones(t)[None], rtol)                   # [n, rank], orthonormal
     rng = np.random.default_rng(seed)
@@ -170,7 +177,7 @@ def output_preserving(trace: Any, layer: int = -1, head: int = 0, *, basis: Basi
     t = basis_matrix(trace, layer, head, basis, model)
     return output_preserving_matrix(trace.attentions[layer, head], t, n_extreme=n_extreme, n_mix=n_mix, seed=seed,
                                     rtol=rtol, basis=basis if isinstance(basis, str) else "custom",
-                                    layer=layer, head=head)
+                                    layer=layer, head=head, row_tol=ROW_TOL.get(getattr(trace, "precision", ""), 1e-4))
 
 
 # --------------------------------------------------------------------------- graph stability
@@ -193,6 +200,24 @@ class StabilityResult:
     logit_change: np.ndarray            # max |logits(A') - logits(A)| (NaN without verify)
     settings: dict
     cleann: dict | None = None          # with cleann=True: see :func:`graph_stability`
+    graphs: dict | None = None          # "raw" / "efficient": the graph of each A' (``generated.samples`` order)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per attention kind ("raw", "efficient"): how many A' change the skeleton, the marks and
+        the target's neighbours, the mean skeleton SHD / edges of the graph of ``A``, and the
+        largest logit change (NaN without verify)."""
+        out = {}
+        for kind in ("raw", "efficient"):
+            shd = getattr(self, f"{kind}_skeleton_shd")
+            edges = max(len(getattr(self, f"{kind}_graph")), 1)
+            out[kind] = dict(samples=int(len(shd)), skeleton_changed=int((shd > 0).sum()),
+                             marks_changed=int((getattr(self, f"{kind}_shd") > 0).sum()),
+                             target_changed=int((getattr(self, f"{kind}_target_changed") > 0).sum()),
+                             shd_per_edge=float(shd.mean() / edges) if len(shd) else float("nan"),
+                             edges=len(getattr(self, f"{kind}_graph")),
+                             max_logit_change=float(np.max(self.logit_change)) if len(self.logit_change)
+                             else float("nan"))
+        return out
 
     @property
     def n_edges(self) -> int:
@@ -321,4 +346,4 @@ def graph_stability(model: TracedModel, text: str, *, layer: int = -1, head: int
                            raw_skeleton_shd=arr["rs"], raw_shd=arr["rm"], raw_target_changed=arr["rt"],
                            efficient_skeleton_shd=arr["es"], efficient_shd=arr["em"],
                            efficient_target_changed=arr["et"], logit_change=arr["lc"], settings=settings,
-                           cleann=explained)
+                           cleann=explained, graphs={k: tuple(v) for k, v in graphs.items()})

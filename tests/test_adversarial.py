@@ -123,6 +123,41 @@ def test_prefix_replay_skips_earlier_blocks_and_changes_nothing(arch):
     assert all("forward" not in vars(b) for b in layer_blocks(model))
 
 
+@pytest.mark.parametrize("encoder", ["lstm", "cnn"])
+def test_classifier_encoder_states_are_replayed_and_change_nothing(encoder):
+    """A single-attention classifier's encoder states do not depend on the attention: the search
+    replays them (the encoder does not run inside the replay) and its JSD, taken on the one shared
+    row, equals scipy's on the full matrices."""
+    from analysis.zoo.attention_classifier import tiny
+
+    model = tiny(encoder)
+    batch = model.batch([model.encode(TEXT)] * 2)
+    n = batch["input_ids"].shape[1]
+    override = {(0, 0): torch.softmax(torch.randn(2, 1, n), -1).expand(2, n, n)}
+    prefix = _Prefix.capture(model, 0, batch)
+    assert prefix.blocks == [model.module.encoder]
+    inner = next(m for m in model.module.encoder.modules() if isinstance(m, (torch.nn.LSTM, torch.nn.Conv1d)))
+    calls = []
+    handle = inner.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        with torch.no_grad(), prefix.replay():
+            replayed, _ = model.forward(batch, overrides=override)
+        assert calls == []                                 # the encoder did not run
+        with torch.no_grad():
+            full, _ = model.forward(batch, overrides=override)
+        assert calls                                       # and runs again outside the replay
+    finally:
+        handle.remove()
+    torch.testing.assert_close(model.output_logits(replayed, batch), model.output_logits(full, batch))
+    assert "forward" not in vars(model.module.encoder)
+    r = search(model, TEXT, layer=0, head=0, k=3, eps=EPS, steps=15, progress=False)
+    for i in range(3):
+        expect = np.mean([jensenshannon(r.attentions[i, q], r.original_attention[q], base=2) ** 2 for q in range(n)])
+        assert r.jsd[i] == pytest.approx(expect, abs=1e-6)
+        p = model.predict(TEXT, attention_override=r.override(i))[0]
+        assert r.tvd[i] == pytest.approx(float(tvd(p, r.original)), abs=1e-6)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"eps": 0.0}, ValueError, "eps"), ({"eps": -1.0}, ValueError, "eps"), ({"eps": 1.5}, ValueError, "eps"),
     ({"k": 0}, ValueError, "k "), ({"steps": 0}, ValueError, "steps"), ({"lr": 0.0}, ValueError, "lr"),

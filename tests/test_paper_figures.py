@@ -142,6 +142,25 @@ def test_adversarial_scatter_and_summary():
     assert len(per_text) == 4 and np.allclose(per_text.random_share, 0.8)
 
 
+def test_adversarial_ci_per_example_means_and_intervals():
+    df = adversarial_df().assign(eps=0.01, uniform_tvd=lambda d: np.where(d.text_id == 0, 0.002, 0.3))
+    ci = ec.adversarial_ci(df, n_boot=500).set_index(["model", "measure"])
+    assert list(ci.loc["classifier"].index) == list(ec.CI_MEASURES)
+    sub = df[df.model == "classifier"]
+    feasible = sub[sub.feasible]
+    per_text_jsd = feasible.groupby("text_id").jsd.mean()
+    assert ci.loc[("classifier", "feasible"), "estimate"] == pytest.approx(2 / 3)       # 2 of 3 per text
+    assert ci.loc[("classifier", "jsd"), "estimate"] == pytest.approx(per_text_jsd.mean())
+    assert ci.loc[("classifier", "max_jsd"), "estimate"] == pytest.approx(feasible.groupby("text_id").jsd.max().mean())
+    assert ci.loc[("classifier", "share_minus_random"), "estimate"] == pytest.approx(0.05 - 0.8)
+    assert ci.loc[("classifier", "uniform_within_eps"), "estimate"] == pytest.approx(0.5)   # text 0 of 2
+    lo, hi = ci.loc[("classifier", "jsd"), ["ci_low", "ci_high"]]
+    assert per_text_jsd.min() - 1e-12 <= lo <= hi <= per_text_jsd.max() + 1e-12
+    assert (ci.examples == 2).all()
+    with pytest.raises(ValueError, match="needs the columns"):
+        ec.adversarial_ci(df.drop(columns="random_share"))
+
+
 def test_wasserstein_bars_and_table():
     rows = []
     for dataset in ("rt", "imdb"):
@@ -231,7 +250,8 @@ def test_save_table_is_atomic_and_round_trips(tmp_path):
 TINY = Sizes(explain_n=2, imdb_n=1, imdb_max_tokens=24, max_set_size=1, grid_n=1, grid_layers=(0, 1, 5),
              grid_heads=(0, "all", 9), sweep_n=2, sweep_explain_n=1, alphas=(0.01, 0.2), n_samples=("head", 64),
              efficient_n=3, max_tokens=40, adv_n=1, adv_steps=4, adv_max_tokens=24, heads_max_tokens=20, k=2,
-             faith_n=2, faith_max_calls=20, faith_methods=("cleann", "attention", "leave_one_out", "random"))
+             faith_n=2, faith_max_calls=20, faith_methods=("cleann", "attention", "leave_one_out", "random"),
+             stability_n=1, stability_pool=20, stability_heads=(0, 2, 9), stability_extremes=1, stability_mixtures=1)
 
 
 def test_registry_writes_every_figure_with_tiny_models(tmp_path):
@@ -245,7 +265,8 @@ def test_registry_writes_every_figure_with_tiny_models(tmp_path):
         assert all(p.stat().st_size > 1000 for p in paths), name
         assert paths[0].read_bytes()[:4] == b"%PDF" and paths[1].read_bytes()[:4] == b"\x89PNG"
     tables = {p.stem for p in (tmp_path / "tables").glob("*.csv")}
-    assert {"explanations", "faithfulness", "flip_grid", "sweep", "nullity", "outputs", "wasserstein", "adversarial"} <= tables
+    assert {"explanations", "faithfulness", "flip_grid", "sweep", "nullity", "outputs", "wasserstein", "adversarial",
+            "stability"} <= tables
     faith = run.faithfulness()
     assert set(faith.method) == {"cleann", "attention", "leave_one_out", "random"} and len(faith) == 2 * (2 * 3 + 1)
     grid = run.flip_grid()
@@ -294,3 +315,45 @@ def test_cli_rejects_bad_workers(tmp_path):
     bad = _cli("--all", "--workers", "0", "--out", str(tmp_path))
     assert bad.returncode == 2 and "--workers must be at least 1" in bad.stderr
     assert not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- the stability figure
+def stability_df() -> pd.DataFrame:
+    rows = []
+    for i in range(6):
+        rows.append(dict(text_id=i // 2, text=f"t{i // 2}", layer=1, head=i % 2, basis="value", tvd=0.1 * (i + 1),
+                         logit_change=1e-7 * i, raw_edges=10, raw_skeleton_shd=i, raw_target_changed=int(i % 3 == 0),
+                         efficient_edges=8, efficient_skeleton_shd=0, efficient_target_changed=0))
+    return pd.DataFrame(rows)
+
+
+def test_stability_figure_draws_the_shares_it_is_given():
+    from analysis.figures.stability import stability_figure
+
+    df = stability_df()
+    fig = stability_figure(df)
+    ax, bx = fig.axes
+    raw, eff = ax.collections
+    np.testing.assert_allclose(raw.get_offsets()[:, 1], np.arange(6) / 10)          # skeleton SHD / edges
+    np.testing.assert_allclose(eff.get_offsets()[:, 1], 0.0)
+    assert [round(p.get_height(), 6) for p in bx.patches] == [round(2 / 6, 6), 0.0]   # i = 0, 3 change [CLS]
+    assert "6 output-preserving A', 3 texts, 2 heads, value basis" in fig.get_suptitle()
+    with pytest.raises(ValueError, match="needs the columns"):
+        stability_figure(df.drop(columns="raw_edges"))
+
+
+def test_stability_paper_figure_on_a_tiny_model():
+    """The registry's stability table: every A' keeps the logits (the model's own outputs, re-run),
+    efficient ABCD never moves (A' P = A P), raw ABCD does on some head."""
+    model = tiny_model("bert")
+    run = PaperRun(sizes=TINY, model=model)
+    df = run.stability()
+    assert set(df["head"]) == {0, 2} and df.text.nunique() == 1 and len(df) == 2 * 2     # head 9 clipped
+    assert (df.n > 9).all() and (df.nullity > 0).all()                                    # d_head 8: n > 9
+    assert df.logit_change.max() < 1e-4 and df.residual.max() < 1e-9
+    assert (df.efficient_skeleton_shd == 0).all() and (df.efficient_target_changed == 0).all()
+    assert df.tvd.min() > 0.01                                                            # A' != A
+    fig = make_figure("abcd_stability", run)
+    bars = fig.axes[1].patches
+    assert bars[0].get_height() == pytest.approx((df.raw_target_changed > 0).mean()) and bars[1].get_height() == 0
+    assert "abcd_stability" in figure_names() and FIGURES["abcd_stability"].paper == "ABCD"

@@ -20,6 +20,8 @@ from widgets.intervention import InterventionPanel
 from widgets.jobs import JobPanel
 from widgets.lab import Lab
 from widgets.session import Session
+from widgets.stability import StabilityPanel
 
 __all__ = ["AttentionExplorer", "CITestPanel", "CausalGraphPanel", "ExplanationPanel", "AdversarialPanel",
-           "InterventionPanel", "Lab", "Panel", "JobPanel", "GraphControls", "Session"]
+           "InterventionPanel", "Lab", "Panel", "JobPanel", "GraphControls", "Session",
+           "StabilityPanel"]

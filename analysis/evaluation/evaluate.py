@@ -4,13 +4,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
-from analysis import abcd
 from analysis.abcd import Budget
 from analysis.evaluation.explainers import (
     HEAD_METHODS,
     MAX_EXHAUSTIVE,
     METHODS,
     candidates_of,
+    input_trace,
+    methods_for,
     run_method,
     seed_of,
 )
@@ -23,14 +24,24 @@ if TYPE_CHECKING:
 __all__ = ["evaluate_input", "check_methods"]
 
 
-def check_methods(methods: Sequence[str]) -> list[str]:
-    """The method names, validated (non-empty, known, no duplicates)."""
+def check_methods(methods: Sequence[str], model: Any = None) -> list[str]:
+    """The method names, validated (non-empty, known, no duplicates; with ``model``: offered
+    for it, see :func:`analysis.evaluation.methods_for`)."""
+    if isinstance(methods, str):
+        methods = [methods]
     methods = list(methods)
     if not methods:
         raise ValueError(f"give at least one method; choose from {', '.join(METHODS)}")
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    if model is not None:
+        offered = methods_for(model)
+        missing = [m for m in methods if m not in offered]
+        if missing:
+            what = "recommender" if getattr(model, "kind", None) == "recommender" else "model"
+            raise ValueError(f"method(s) {missing} are not offered for this {what} (no differentiable input "
+                             f"embeddings to attribute to); choose from {', '.join(offered)}")
     return list(dict.fromkeys(methods))
 
 
@@ -43,14 +54,16 @@ def evaluate_input(model: TracedModel, text: Any, *, methods: Sequence[str] = ME
     exhaustive minimum when exhaustive search ran (inputs with at most ``max_exhaustive``
     candidates; on longer inputs exhaustive search is skipped, not an error). Random search gets
     CLEANN's calls per size for the same head (the budget alone when CLEANN is not run), seeded
-    from ``seed`` and the head."""
-    methods = check_methods(methods)
+    from ``seed`` and the head. For a recommender ``text`` is a history; every method reads the
+    abductive trace (:func:`analysis.evaluation.input_trace`) and ERASER removes history items."""
+    methods = check_methods(methods, model)
     budget = Budget() if budget is None else budget
     if not heads and any(m in HEAD_METHODS for m in methods):
         raise ValueError("give at least one head (an int or 'all') for the head methods")
     start = time.perf_counter()
-    trace = model.trace(text)
-    target = abcd.default_target(trace)
+    trace, target = input_trace(model, text)
+    # the output explained: the class, or the recommended item (appended in the abductive trace)
+    original = trace.appended if getattr(trace, "appended", None) is not None else trace.prediction
     cands = candidates_of(trace, target, nodes)
     common = dict(layer=layer, removal=removal, nodes=nodes, trace=trace, target=target)
     results = []
@@ -72,16 +85,18 @@ def evaluate_input(model: TracedModel, text: Any, *, methods: Sequence[str] = ME
     if "exhaustive" in methods and len(cands) <= max_exhaustive:
         truth = run_method("exhaustive", model, text, budget, max_exhaustive=max_exhaustive, **common)
         results.append(truth)
-    removable = [i for i in range(trace.n_tokens) if not trace.special[i]]
+    # what ERASER may remove: every non-special token (a recommender: every history item)
+    removable = (list(range(len(trace.text))) if getattr(model, "abductive", False)
+                 else [i for i in range(trace.n_tokens) if not trace.special[i]])
     rows = []
     for r in results:
         row = result_row(r, trace.tokens)
         row.update(n_tokens=trace.n_tokens, layer=trace.check_head(layer, 0)[0], removal=removal,
-                   prediction=trace.prediction)
+                   prediction=original)
         if truth is not None:
             row.update(exhaustive_agreement(r, truth))
         if metrics and r.ranking:
-            row.update(eraser(model, trace.text, r.ranking, removable=removable, original=trace.prediction,
+            row.update(eraser(model, trace.text, r.ranking, removable=removable, original=original,
                               removal=removal))
         row.update({f"extra_{k}": v for k, v in r.extra.items()})
         rows.append(row)

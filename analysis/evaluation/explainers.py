@@ -15,6 +15,15 @@ up to the first flip, as if checked one by one.
 
 Candidates are the tokens CLEANN may use: the node set (``nodes="content"``: no special tokens
 or punctuation) without the target ([CLS] for encoders).
+
+Recommenders (``model.abductive``, e.g. BERT4Rec) are explained as ``analysis.abcd.explain``
+does: the input is a history (item ids), every trace-based method (CLEANN, the attention rows,
+rollout) reads the abductive trace (the history with the recommended top-1 appended; the target
+is that appended item), candidates are the history positions, and every check re-ranks the
+history without a set. The gradient methods attribute p(recommended item) at the [MASK] query
+to the item embeddings of the history (captum on ``module.get_input_embeddings()``; integrated
+gradients from [PAD] items, whose embedding is the zero vector). :func:`methods_for` says which
+methods a model offers.
 """
 from __future__ import annotations
 
@@ -34,8 +43,8 @@ from analysis.types import NodeSet, Removal
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
 
-__all__ = ["METHODS", "RANKING_METHODS", "MAX_EXHAUSTIVE", "MethodResult", "run_method", "candidates_of",
-           "cleann_ranking", "seed_of"]
+__all__ = ["METHODS", "RANKING_METHODS", "GRADIENT_METHODS", "MAX_EXHAUSTIVE", "MethodResult", "run_method",
+           "candidates_of", "cleann_ranking", "seed_of", "input_trace", "methods_for"]
 
 #: exhaustive search refuses inputs with more candidate tokens than this (2^14 - 1 subsets)
 MAX_EXHAUSTIVE = 14
@@ -46,6 +55,8 @@ RANKING_METHODS = ("attention", "efficient_attention", "rollout", "grad_x_input"
                    "leave_one_out")
 #: methods that read one head (or the pooled layer, ``head="all"``)
 HEAD_METHODS = ("cleann", "attention", "efficient_attention", "random")
+#: methods that need gradients through the model's input embeddings (captum)
+GRADIENT_METHODS = ("grad_x_input", "integrated_gradients")
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,38 @@ class MethodResult:
 def seed_of(*parts: Any) -> int:
     """A stable 32-bit seed from any values (e.g. a unit id and a method name)."""
     return zlib.crc32("|".join(map(str, parts)).encode())
+
+
+def _gradient_support(model: Any) -> str | None:
+    """None when captum can attribute to ``model``'s input embeddings, else why not."""
+    if getattr(model, "kind", None) == "recommender":
+        module = getattr(model, "module", None)
+        if module is None or not hasattr(module, "get_input_embeddings"):
+            return "this recommender exposes no item-embedding layer (module.get_input_embeddings) to attribute to"
+        return None
+    if getattr(model, "kind", None) != "transformer" or getattr(model, "task", None) != "sequence-classification":
+        return ("gradient x input and integrated gradients need a Hugging Face sequence classifier "
+                "(analysis.load_model) or a recommender with item embeddings; this model is neither")
+    return None
+
+
+def methods_for(model: Any) -> tuple[str, ...]:
+    """The methods of :data:`METHODS` that ``model`` offers: every one, except the gradient
+    methods for models without differentiable input embeddings (fakes, attention-only models)."""
+    return tuple(m for m in METHODS if m not in GRADIENT_METHODS or _gradient_support(model) is None)
+
+
+def input_trace(model: TracedModel, text: Any, original: int | None = None) -> tuple[Any, int]:
+    """The trace the explainers read and its target: for an abductive model (a recommender) the
+    history traced with its top-1 ``original`` appended (default: the model's top-1) and the
+    appended position; otherwise ``model.trace(text)`` and :func:`analysis.abcd.default_target`."""
+    if getattr(model, "abductive", False):
+        if original is None:
+            original = int(np.argmax(model.predict([text])[0]))
+        trace, target = model.explanation_trace(text, int(original))
+        return trace, int(target)
+    trace = model.trace(text)
+    return trace, abcd.default_target(trace)
 
 
 def candidates_of(trace: Any, target: int, nodes: NodeSet | Sequence[int] = "content") -> tuple[int, ...]:
@@ -215,35 +258,47 @@ def rollout_row(trace: Any, target: int) -> np.ndarray:
     return r[target]
 
 
-def gradient_scores(model: TracedModel, text: str, original: int, *, integrated: bool, n_steps: int = 32
+def gradient_scores(model: TracedModel, text: Any, original: int, *, integrated: bool, n_steps: int = 32
                     ) -> tuple[np.ndarray, int, float]:
-    """Per-token attributions [n] to p(original class) through captum on the word embeddings:
+    """Per-token attributions [n] to p(original class) through captum on the input embeddings:
     gradient x input (``LayerGradientXActivation``) or integrated gradients
     (``LayerIntegratedGradients``, baseline: [PAD] at every non-special position, ``n_steps``).
-    Returns (scores summed over the embedding dimension, passes spent, IG's convergence delta)."""
+    For a recommender: p(original item) at the [MASK] query, attributed to the item embeddings
+    of the history (positions as in the history; the query's score is meaningless, never a
+    candidate). Returns (scores summed over the embedding dimension, passes spent, IG's
+    convergence delta)."""
     import torch
     from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
-    if model.kind != "transformer" or model.task != "sequence-classification":
-        raise ValueError("gradient x input and integrated gradients need a Hugging Face sequence classifier "
-                         "(analysis.load_model); this model is not one")
+    from analysis.models.base import ForwardOutput
+
+    why = _gradient_support(model)
+    if why is not None:
+        raise ValueError(why)
+    recommender = model.kind == "recommender"
     enc = model.encode(text)
     batch = model.batch([enc])
     ids, mask = batch["input_ids"], batch["attention_mask"]
+    extra = (mask, batch["position_ids"]) if recommender else (mask,)
     layer = model.module.get_input_embeddings()
 
-    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(model.module(input_ids=input_ids, attention_mask=attention_mask).logits.float(), -1)
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: Any = None) -> torch.Tensor:
+        if not recommender:
+            return torch.softmax(model.module(input_ids=input_ids, attention_mask=attention_mask).logits.float(), -1)
+        out = model.module(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        logits = model.output_logits(ForwardOutput(out.logits), {"input_ids": input_ids,
+                                                                 "attention_mask": attention_mask})
+        return torch.softmax(logits.float(), -1)
 
     if integrated:
         special = set(model.tokenizer.all_special_ids)
         base = torch.tensor([[i if i in special else model._pad_id for i in enc.input_ids]], device=ids.device)
         lig = LayerIntegratedGradients(forward, layer)
-        attr, delta = lig.attribute(ids, baselines=base, target=original, additional_forward_args=(mask,),
+        attr, delta = lig.attribute(ids, baselines=base, target=original, additional_forward_args=extra,
                                     n_steps=n_steps, internal_batch_size=n_steps, return_convergence_delta=True)
-        return attr.sum(-1)[0].detach().cpu().numpy().astype(np.float64), n_steps + 2, float(delta.abs().max())
-    attr = LayerGradientXActivation(forward, layer).attribute(ids, target=original, additional_forward_args=(mask,))
-    return attr.sum(-1)[0].detach().cpu().numpy().astype(np.float64), 1, 0.0
+        return attr.sum(-1)[0].detach().double().cpu().numpy(), n_steps + 2, float(delta.abs().max())
+    attr = LayerGradientXActivation(forward, layer).attribute(ids, target=original, additional_forward_args=extra)
+    return attr.sum(-1)[0].detach().double().cpu().numpy(), 1, 0.0   # .double(): numpy has no bfloat16
 
 
 def leave_one_out_scores(model: TracedModel, text: str, original: int, cands: Sequence[int], removal: Removal) -> np.ndarray:
@@ -283,16 +338,24 @@ def run_method(method: str, model: TracedModel, text: Any, budget: Budget, *, la
     ``cleann_options`` pass through to :func:`analysis.abcd.explain` (algorithm, alpha,
     n_samples, max_range, order, and any graph option it offers). Exhaustive search refuses
     inputs with more than ``max_exhaustive`` candidates and ignores ``budget.max_calls``.
+    ``trace``/``target`` default to :func:`input_trace` (for a recommender: the abductive
+    trace, the appended recommendation as target).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method in GRADIENT_METHODS and _gradient_support(model) is not None:
+        raise ValueError(f"{method} is not offered for this model: {_gradient_support(model)}; "
+                         f"choose from {', '.join(methods_for(model))}")
     if not isinstance(budget, Budget):
         raise TypeError(f"budget must be an analysis.abcd.Budget, not {type(budget).__name__}")
     start = time.perf_counter()
     probs = model.predict([text])[0]
     original = int(np.argmax(probs))
-    trace = trace if trace is not None else model.trace(text)
-    target = abcd.default_target(trace) if target is None else int(target) % trace.n_tokens
+    if trace is None:
+        trace, auto_target = input_trace(model, text, original)
+    else:
+        auto_target = trace.n_tokens - 1 if getattr(model, "abductive", False) else abcd.default_target(trace)
+    target = auto_target if target is None else int(target) % trace.n_tokens
     text = trace.text
     cands = candidates_of(trace, target, nodes)
     label = str(head) if method in HEAD_METHODS else ""

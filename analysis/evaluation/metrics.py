@@ -11,6 +11,13 @@ ERASER (DeYoung et al. 2020), for the top ``q`` share of the candidate tokens by
 
 Removal is ``removal`` ("delete" by default); report it with every table. All 10 perturbed
 inputs are checked in one batched ``model.predict``.
+
+Against known causes (:func:`cause_scores`; the synthetic recommendation data plants them): the
+first flipping set ``S`` a method returns against the set ``T`` of true cause positions,
+precision ``|S & T| / |S|`` and recall ``|S & T| / |T|`` (NaN when the method found no set, or,
+for recall, when ``T`` is empty), and ``cause_recovered`` (1 when the method found a set that
+holds a true cause, 0 otherwise, censored inputs included; NaN when ``T`` is empty).
+:func:`new_top1_ranks`: for a found set, the rank of the new top-1 in the original output.
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ from analysis.types import Removal
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
 
-__all__ = ["FRACTIONS", "eraser", "exhaustive_agreement", "result_row"]
+__all__ = ["FRACTIONS", "eraser", "exhaustive_agreement", "result_row", "cause_scores", "new_top1_ranks"]
 
 FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)
 
@@ -92,3 +99,40 @@ def result_row(r: MethodResult, tokens: Sequence[str] | None = None) -> dict[str
         "budget_size": r.budget.max_set_size if r.budget.max_set_size is not None else np.nan,
         "budget": str(r.budget),
     }
+
+
+def cause_scores(found_set: Sequence[int] | None, causes: Sequence[int], prefix: str = "cause") -> dict[str, Any]:
+    """Precision / recall of a method's first flipping set ``found_set`` (None: it found none)
+    against the true cause positions ``causes`` (see the module docstring): keys ``<prefix>_n``
+    (|T|), ``<prefix>_precision``, ``<prefix>_recall``, ``<prefix>_recovered``."""
+    truth = {int(c) for c in causes}
+    out: dict[str, Any] = {f"{prefix}_n": len(truth), f"{prefix}_precision": np.nan,
+                           f"{prefix}_recall": np.nan, f"{prefix}_recovered": np.nan if not truth else 0.0}
+    if found_set is None:
+        return out
+    chosen = {int(c) for c in found_set}
+    if not chosen:
+        raise ValueError("a found flipping set is never empty; pass None for a method that found none")
+    hit = len(chosen & truth)
+    out[f"{prefix}_precision"] = hit / len(chosen)
+    if truth:
+        out[f"{prefix}_recall"] = hit / len(truth)
+        out[f"{prefix}_recovered"] = float(hit > 0)
+    return out
+
+
+def new_top1_ranks(model: TracedModel, text: Any, sets: Sequence[Sequence[int] | None], *,
+                   removal: Removal = "delete", original_probs: np.ndarray | None = None) -> list[float]:
+    """Per set (None: the method found none): the rank (1 = top) of the new top-1 after removing
+    it, in the original output's ranking (ties: lower index first); NaN for None. One batched
+    ``model.predict`` for all sets."""
+    p0 = model.predict([text])[0] if original_probs is None else np.asarray(original_probs)
+    found = [i for i, s in enumerate(sets) if s is not None]
+    ranks = [np.nan] * len(sets)
+    if not found:
+        return ranks
+    probs = model.predict([text] * len(found), remove=[[int(v) for v in sets[i]] for i in found], removal=removal)
+    for i, p in zip(found, probs):
+        k = int(np.argmax(p))
+        ranks[i] = float(1 + np.sum(p0 > p0[k]) + np.sum(p0[:k] == p0[k]))
+    return ranks

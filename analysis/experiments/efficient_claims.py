@@ -11,7 +11,8 @@
   scores over the texts, original vs edited).
 - :func:`adversarial_table` (one row per adversary) and :func:`adversarial_summary`: JSD from
   the original, prediction TVD, raw and efficient distances, the efficient share
-  ``||(a_i - a) P|| / ||a_i - a||`` and the same share for unconstrained random attention.
+  ``||(a_i - a) P|| / ||a_i - a||`` and the same share for unconstrained random attention;
+  :func:`adversarial_ci`: per-example means with bootstrap 95% intervals over examples.
 
 ``basis`` is explicit everywhere: "value" for transformers (the exact invariance);
 "value_output" puts a single-attention classifier's decoder in T, where sharing the efficient
@@ -29,12 +30,14 @@ from analysis.adversarial import search
 from analysis.efficient import decompose_layer
 from analysis.interventions import output_logits, random_component
 from analysis.metrics import tvd, wasserstein_1d
+from analysis.sensitivity import ablated_attention
 
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
 
 __all__ = ["measure", "measure_texts", "measure_record", "records_to_runs", "adversary_rows", "nullity_table", "nullity_summary", "output_table", "wasserstein_table",
-           "score", "random_share", "with_null_space", "adversarial_table", "adversarial_summary", "EDITS"]
+           "score", "random_share", "with_null_space", "adversarial_table", "adversarial_summary",
+           "adversarial_ci", "CI_MEASURES", "EDITS"]
 
 #: the edits of :func:`measure`, in order ({layer} is filled in)
 EDITS = ("efficient, layer {layer}", "efficient, all layers", "null-shifted, layer {layer}",
@@ -255,6 +258,9 @@ def adversary_rows(model: TracedModel, text: str, text_id: int, *, layer: int, h
     row_tvd = lambda x: 0.5 * np.abs(x).sum(-1).mean()                          # noqa: E731
     ref = random_share(model, text, layer, head, k, seed, basis=basis)
     n = len(r.tokens)
+    uniform = ablated_attention(np.zeros((n, n)), "uniform", causal=model.is_causal)
+    uniform_tvd = float(tvd(_softmax(output_logits(model, text, attention_override={(layer, head): uniform})),
+                            r.original))
     return [{"model": model_name or getattr(model, "name", ""), "dataset": dataset, "basis": basis,
              "text_id": text_id, "adversary": j, "n_tokens": n, "nullity": n - int(round(np.trace(p))),
              "layer": layer, "head": head, "feasible": bool(r.feasible[j]), "jsd": float(r.jsd[j]),
@@ -262,7 +268,7 @@ def adversary_rows(model: TracedModel, text: str, text_id: int, *, layer: int, h
              "efficient_row_tvd": float(row_tvd(d[j] @ p)),
              "raw_distance": float(raw[j]), "efficient_distance": float(eff[j]),
              "efficient_share": float(eff[j] / max(raw[j], 1e-300)), "random_share": ref,
-             "k": k, "eps": eps, "steps": steps} for j in range(r.k)]
+             "uniform_tvd": uniform_tvd, "k": k, "eps": eps, "steps": steps} for j in range(r.k)]
 
 
 def adversarial_table(model: TracedModel, texts: Sequence[str], *, layer: int, head: int = 0, k: int = 5,
@@ -271,7 +277,9 @@ def adversarial_table(model: TracedModel, texts: Sequence[str], *, layer: int, h
                       scheduler: Any = None, out: Any = None) -> pd.DataFrame:
     """Jain & Wallace adversaries for ``(layer, head)`` of each text (seed ``seed + i``): one row
     per adversary with JSD (bits), prediction TVD, feasibility, raw and efficient distances in
-    ``basis`` and the efficient share, next to the text's random-attention share. Runs through
+    ``basis`` and the efficient share, next to the text's random-attention share and ``uniform_tvd``
+    (the prediction's TVD with the head's attention replaced by uniform: at most eps, any attention
+    qualifies and the constraint does not bind). Runs through
     the runner (``workers``, ``scheduler``, ``out``: see :func:`analysis.experiments.run`)."""
     from analysis.experiments.runner import run
     from analysis.experiments.tasks import get_task
@@ -306,3 +314,58 @@ def adversarial_summary(df: pd.DataFrame, *, per_text: bool = False) -> pd.DataF
 
     keys = [k for k in ("model", "dataset", "basis") if k in df.columns] + (["text_id"] if per_text else [])
     return df.groupby(keys, sort=False).apply(one).reset_index()
+
+
+#: the measures of :func:`adversarial_ci`, in order, with what each is per example
+CI_MEASURES = {
+    "feasible": "share of the k adversaries with prediction TVD <= eps",
+    "jsd": "mean JSD (bits) of the feasible adversaries from the original",
+    "max_jsd": "largest JSD (bits) among the feasible adversaries (Jain & Wallace's per-instance number)",
+    "tvd": "mean prediction TVD of the feasible adversaries",
+    "raw_row_tvd": "mean row TVD of the feasible adversaries from the original attention",
+    "efficient_row_tvd": "the same for their efficient attention (a_i P vs a P)",
+    "efficient_share": "mean ||(a_i - a) P|| / ||a_i - a|| of the feasible adversaries",
+    "random_share": "the same share for unconstrained random attention",
+    "share_minus_random": "efficient_share - random_share (paired, per example)",
+    "uniform_within_eps": "1 if uniform attention already keeps the prediction within eps (the constraint does "
+                          "not bind), else 0",
+}
+
+
+def adversarial_ci(df: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Per (model, dataset, basis) and measure of :data:`CI_MEASURES`: the mean over examples of
+    each example's value, with a percentile bootstrap interval over examples (examples resampled,
+    ``n_boot`` times, seeded; :func:`analysis.evaluation.summary.bootstrap_ci`). Examples without
+    a feasible adversary count in ``feasible`` (as 0) and are left out of the other measures
+    (``examples`` says how many entered each). ``uniform_within_eps`` needs the ``uniform_tvd``
+    column (rows made since it was added)."""
+    from analysis.evaluation.summary import bootstrap_ci
+
+    need = {"text_id", "feasible", "jsd", "tvd", "raw_row_tvd", "efficient_row_tvd", "efficient_share",
+            "random_share", "eps"}
+    missing = sorted(need - set(df.columns))
+    if missing:
+        raise ValueError(f"adversarial_ci needs the columns {', '.join(missing)} (adversarial_table rows)")
+    keys = [k for k in ("model", "dataset", "basis") if k in df.columns]
+    out = []
+    for key, g in (df.groupby(keys, sort=False) if keys else [((), df)]):
+        key = key if isinstance(key, tuple) else (key,)
+        per: dict[str, list[float]] = {m: [] for m in CI_MEASURES}
+        for _, t in g.groupby("text_id", sort=False):
+            f = t[t.feasible.astype(bool)]
+            per["feasible"].append(float(t.feasible.astype(bool).mean()))
+            has = len(f) > 0
+            for col in ("jsd", "tvd", "raw_row_tvd", "efficient_row_tvd", "efficient_share"):
+                per[col].append(float(f[col].mean()) if has else np.nan)
+            per["max_jsd"].append(float(f.jsd.max()) if has else np.nan)
+            per["random_share"].append(float(t.random_share.iloc[0]))
+            per["share_minus_random"].append(float(f.efficient_share.mean() - t.random_share.iloc[0]) if has
+                                             else np.nan)
+            per["uniform_within_eps"].append(float(t.uniform_tvd.iloc[0] <= t.eps.iloc[0])
+                                             if "uniform_tvd" in t.columns else np.nan)
+        for measure, values in per.items():
+            x = np.asarray(values, dtype=np.float64)
+            est, lo, hi = bootstrap_ci(x, n_boot=n_boot, level=level, seed=seed)
+            out.append({**dict(zip(keys, key)), "measure": measure, "estimate": est, "ci_low": lo, "ci_high": hi,
+                        "examples": int(np.isfinite(x).sum()), "level": level})
+    return pd.DataFrame(out)

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from analysis.experiments import abcd_sentiment as ab
 from analysis.figures import evaluation as fe
 from analysis.figures import paper as pf
+from analysis.figures import stability as fs
 from analysis.experiments import efficient_claims as ec
 from analysis.experiments.common import fast_mode, sample_texts, save_table
 
@@ -69,6 +70,11 @@ class Sizes:
     faith_n: int = 30                             # RT test sentences judged by every explainer
     faith_max_calls: int = 1000                   # model calls per explainer and sentence (no size cap)
     faith_methods: tuple = ()                     # () = every method of analysis.evaluation
+    stability_n: int = 20                         # RT test sentences with a null space in every head
+    stability_pool: int = 1066                    # ... searched for among this many (the whole RT test split)
+    stability_heads: tuple = tuple(range(12))     # deepest layer
+    stability_extremes: int = 1                   # LP extreme points per sentence and head
+    stability_mixtures: int = 1                   # ... and mixtures
 
 
 FULL = Sizes()
@@ -76,7 +82,8 @@ FAST = Sizes(explain_n=6, imdb_n=2, imdb_max_tokens=40, max_set_size=2, grid_n=2
              grid_heads=(0, 1, "all"), sweep_n=4, sweep_explain_n=1, alphas=(1e-3, 1e-2, 1e-1),
              n_samples=("head", "hidden", 768), efficient_n=8, max_tokens=96, adv_n=1, adv_steps=80,
              adv_max_tokens=48, k=3, faith_n=2, faith_max_calls=40,
-             faith_methods=("cleann", "attention", "leave_one_out", "random", "exhaustive"))
+             faith_methods=("cleann", "attention", "leave_one_out", "random", "exhaustive"), stability_n=1,
+             stability_pool=200, stability_heads=(0,))
 
 
 class PaperRun:
@@ -275,6 +282,37 @@ class PaperRun:
             one("transformer", self.model, "imdb", self.adv_layer, "value"),
             one("classifier", self.classifier, "rotten_tomatoes", 0, "value_output")], ignore_index=True))
 
+    def stability(self) -> pd.DataFrame:
+        """``graph_stability`` rows (one per output-preserving ``A'``, value basis, ICD, content
+        nodes) for ``stability_heads`` of the transformer's deepest layer, on the first
+        ``stability_n`` of ``stability_pool`` seeded Rotten Tomatoes test sentences whose heads have
+        a null space (``n > d_head + 1``: below that ``[V, 1]`` has full rank and every ``A'`` is ``A``)."""
+        s = self.sizes
+
+        def compute() -> pd.DataFrame:
+            from analysis.stability import graph_stability
+
+            m = self.model
+            heads = [h for h in _clip_heads(s.stability_heads, m.n_heads) if not isinstance(h, str)]
+            rows: list[dict] = []
+            texts = 0
+            for text in self.texts("rotten_tomatoes", s.stability_pool):
+                trace = m.trace(text)
+                if trace.n_tokens <= trace.values.shape[-1] + 1:
+                    continue
+                for h in heads:
+                    r = graph_stability(m, text, layer=-1, head=h, n_extreme=s.stability_extremes,
+                                        n_mix=s.stability_mixtures, seed=self.seed, trace=trace)
+                    rows += [dict(text_id=texts, text=text, **row) for row in r.rows()]
+                texts += 1
+                if texts == s.stability_n:
+                    break
+            if not rows:
+                raise ValueError(f"none of {s.stability_pool} Rotten Tomatoes test sentences is longer than the "
+                                 f"head dimension + 1 of {getattr(m, 'name', 'the model')}: no null space to move in")
+            return pd.DataFrame(rows)
+        return self._cached("stability", compute)
+
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every table computed so far, by name (``efficient_runs`` and examples excluded)."""
         return {k: v for k, v in self._cache.items() if isinstance(v, pd.DataFrame)}
@@ -317,6 +355,8 @@ def _figures() -> dict[str, FigureSpec]:
                    lambda run: pf.flip_rate_grid(run.flip_grid())),
         FigureSpec("abcd_alpha_n_samples", "ABCD", "graph density and CLEANN sets vs alpha and n_samples",
                    lambda run: pf.sweep_figure(run.sweep())),
+        FigureSpec("abcd_stability", "ABCD", "raw vs efficient ABCD graphs over attentions with the same output "
+                   "(skeleton SHD, [CLS] neighbours)", lambda run: fs.stability_figure(run.stability())),
         FigureSpec("efficient_nullity_length", "efficient", "nullity of every head vs sequence length",
                    lambda run: pf.nullity_length(run.nullity())),
         FigureSpec("efficient_heatmaps", "efficient", "raw vs efficient vs null attention for the same heads",

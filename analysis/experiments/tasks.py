@@ -49,6 +49,7 @@ TASKS: dict[str, str] = {
     "efficient": "analysis.experiments.tasks:EFFICIENT",
     "adversarial": "analysis.experiments.tasks:ADVERSARIAL",
     "faithfulness": "analysis.experiments.faithfulness",
+    "recommendation": "analysis.experiments.recommendation",
 }
 
 
@@ -257,9 +258,9 @@ def _adversarial_rows(model: TracedModel, unit: dict) -> list[dict]:
 
 
 def _adversarial_summary(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    from analysis.experiments.efficient_claims import adversarial_summary
+    from analysis.experiments.efficient_claims import adversarial_ci, adversarial_summary
 
-    return {"summary": adversarial_summary(df)}
+    return {"summary": adversarial_summary(df), "ci": adversarial_ci(df)}
 
 
 ADVERSARIAL = Task("adversarial", _adversarial_units, _adversarial_rows, _adversarial_summary, None,

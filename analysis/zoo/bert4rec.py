@@ -299,12 +299,31 @@ class Recommender(Model):
             return [self.vocab.check(texts)]
         return [self.vocab.check(t) for t in texts]
 
+    def __reduce__(self) -> tuple:
+        """Pickle as (network class, config, weights, vocabulary): after a trace the module carries
+        transformers' forward hooks, which do not pickle (the runner ships models to workers)."""
+        state = {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+        return _rebuild, (type(self.module), self.module.config, state, self.vocab.to_json(), self.name,
+                          str(self.device), self.info)
+
     # ----------------------------------------------------------------- saving
     def save(self, folder: str | Path) -> None:
         """``save_pretrained`` of the network plus the item vocabulary (``items.json``)."""
         folder = Path(folder)
         self.module.save_pretrained(folder)
         (folder / VOCAB_FILE).write_text(json.dumps(self.vocab.to_json(), indent=1))
+
+
+def _rebuild(cls: Any, config: Any, state: dict, vocab: dict, name: str, device: str, info: dict) -> Recommender:
+    """Inverse of :meth:`Recommender.__reduce__`."""
+    from analysis.models.attention import register
+
+    register()                          # the config names attnlab's attention function
+    module = cls(config)
+    module.load_state_dict(state)
+    rec = Recommender(module.eval(), ItemVocabulary.from_json(vocab), name=name, device=device)
+    rec.info = info
+    return rec
 
 
 def build_module(n_items: int, *, hidden: int = 64, layers: int = 2, heads: int = 2, max_len: int = 32,
