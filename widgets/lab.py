@@ -13,6 +13,7 @@ from widgets.citest import CITestPanel
 from widgets.explanation import ExplanationPanel
 from widgets.graph import CausalGraphPanel
 from widgets.intervention import InterventionPanel
+from widgets.stability import StabilityPanel
 from widgets.items import default_text, fits, is_recommender, predicts_next_token
 from widgets.session import DEFAULT_TEXT, Session
 
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 PANELS: tuple[tuple[str, type[Panel]], ...] = (
     ("Attention", AttentionExplorer), ("CI test", CITestPanel), ("Causal graph", CausalGraphPanel),
-    ("Explanation", ExplanationPanel), ("Adversarial", AdversarialPanel), ("Interventions", InterventionPanel))
+    ("Explanation", ExplanationPanel), ("Adversarial", AdversarialPanel), ("Interventions", InterventionPanel),
+    ("Graph stability", StabilityPanel))
 
 
 def zoo_names() -> list[str]:

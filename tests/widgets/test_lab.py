@@ -5,7 +5,7 @@ import ipywidgets as W
 import pytest
 
 import analysis.models
-from widgets import (AdversarialPanel, AttentionExplorer, CausalGraphPanel, CITestPanel, ExplanationPanel,
+from widgets import (AdversarialPanel, StabilityPanel, AttentionExplorer, CausalGraphPanel, CITestPanel, ExplanationPanel,
                      InterventionPanel, Lab)
 from tests.helpers import tiny_model
 
@@ -20,8 +20,9 @@ def model(tiny_bert):
 def test_lab_puts_every_panel_in_tabs_over_one_session(model):
     lab = Lab(model, TEXT)
     assert isinstance(lab.tabs, W.Tab) and lab.tabs.titles == (
-        "Attention", "CI test", "Causal graph", "Explanation", "Adversarial", "Interventions")
-    kinds = (AttentionExplorer, CITestPanel, CausalGraphPanel, ExplanationPanel, AdversarialPanel, InterventionPanel)
+        "Attention", "CI test", "Causal graph", "Explanation", "Adversarial", "Interventions", "Graph stability")
+    kinds = (AttentionExplorer, CITestPanel, CausalGraphPanel, ExplanationPanel, AdversarialPanel, InterventionPanel,
+             StabilityPanel)
     assert all(isinstance(p, k) and p.session is lab.session for p, k in zip(lab.panels, kinds))
     assert all(p.text_box.layout.display == "none" for p in lab.panels)       # one text box: the Lab's
     assert lab["Attention"].image.value[:4] == b"\x89PNG"
