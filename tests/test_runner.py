@@ -310,3 +310,12 @@ def test_command_help_run_status_summarize(tmp_path, capsys):
     assert (w.examples == 3).all() and len(w) == 4
     assert main([*args, "--set", "max_tokens=30"]) == 2
     assert "differing: max_tokens" in capsys.readouterr().err
+
+
+def test_command_without_dataset_is_refused_when_the_task_has_no_default(tmp_path, capsys):
+    from analysis.experiments.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "explanations", "--n", "1", "--out", str(tmp_path / "x")])
+    assert "needs --dataset" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

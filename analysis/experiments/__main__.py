@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run (or resume) a task into a results folder")
     r.add_argument("task", help="task name (see python -m analysis.experiments --help)")
-    r.add_argument("--dataset", required=True, help="rotten_tomatoes or imdb")
+    r.add_argument("--dataset", default=None,
+                   help="rotten_tomatoes, imdb, synthetic-rec, ... (default: the task's own, if it has one)")
     r.add_argument("--n", type=int, required=True, help="number of examples (units)")
     r.add_argument("--out", required=True, help="results folder (created; resumed if it holds this run)")
     r.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
@@ -81,7 +82,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         task = get_task(args.task)
     except KeyError as e:
         parser.error(str(e).strip('"'))
-    settings = {"dataset": args.dataset, "n": args.n, "seed": args.seed, **_settings(args.set, parser)}
+    settings = {"n": args.n, "seed": args.seed, **_settings(args.set, parser)}
+    if args.dataset is not None:
+        settings["dataset"] = args.dataset
+    else:
+        import inspect
+
+        param = inspect.signature(task.make_units).parameters.get("dataset")
+        if param is not None and param.default is inspect.Parameter.empty:
+            parser.error(f"task {task.name!r} needs --dataset (it has no default dataset)")
     try:
         units = task.make_units(**settings)
     except TypeError as e:
