@@ -319,9 +319,11 @@ def _validate(*, k: int, eps: float | str, steps: int, lr: float, penalty: float
 
 
 def _context(model: TracedModel, text: str, layer: int, head: int | str, k: int) -> _Context:
-    trace = model.trace(text)
+    from analysis.abcd import capture
+
     if head == "mean":
-        raise ValueError(f"head must be an int in 0..{trace.n_heads - 1} or 'all', not 'mean'")
+        raise ValueError(f"head must be an int in 0..{model.n_heads - 1} or 'all', not 'mean'")
+    trace = model.trace(text, **capture(model, layer, head))      # only the head (or layer) searched
     layer, head = trace.check_head(layer, head)
     heads = tuple(range(trace.n_heads)) if head == "all" else (head,)
     n = trace.n_tokens
@@ -333,7 +335,7 @@ def _context(model: TracedModel, text: str, layer: int, head: int | str, k: int)
     with torch.no_grad():
         z0 = model.output_logits(model.forward(batch)[0], batch)[0].float().cpu()   # the search runs on the CPU
     return _Context(model=model, text=text, trace=trace, layer=layer, heads=heads, head=head, batch=batch,
-                    support=support, original=torch.as_tensor(trace.attentions[layer, list(heads)]), y0=y0,
+                    support=support, original=torch.as_tensor(np.stack([trace.attentions[layer, h] for h in heads])), y0=y0,
                     z0=z0, bases=bases, prefix=_Prefix.capture(model, layer, batch))
 
 
