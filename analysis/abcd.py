@@ -229,7 +229,8 @@ def learn_graph(trace: Trace, *, layer: int = -1, head: Head = 0, algorithm: Alg
                 alpha: float = 0.01, n_samples: float | str | None = None,
                 nodes: NodeSet | Sequence[int] = "all", max_r: int | None = None, keep: Sequence[int] = (),
                 callback: Any = None, order: bool | None = None, stable: bool = False,
-                attention: AttentionKind = "raw", basis: Basis = "value", model: TracedModel | None = None) -> Graph:
+                attention: AttentionKind = "raw", basis: Basis = "value", model: TracedModel | None = None,
+                time_budget: float | None = None) -> Graph:
     """Causal graph over the tokens of one head (or a pooled layer) of a trace.
 
     Node ids are token positions, labels the token strings. ``n_samples`` defaults to the
@@ -239,6 +240,9 @@ def learn_graph(trace: Trace, *, layer: int = -1, head: Head = 0, algorithm: Alg
     (see :func:`analysis.causal.learn_graph`). ``attention="efficient"`` learns from
     ``C = A_eff A_eff^T`` (``basis``, ``model``: see :func:`graph_attention`); the graph's
     ``attention`` field (shown in its repr) names the attention used and the head's nullity.
+    ``time_budget`` (seconds, ICD only): ICD's anytime property: past the budget it returns the
+    r-representing PAG of the last finished level r (exactly what ``max_r=r`` gives) with a
+    warning naming r; ``graph.cut`` says whether it stopped early.
     """
     mats, described = graph_attention(trace, layer, head, attention=attention, basis=basis, model=model)
     corr = causal.correlation_from_covariance(_covariance(mats))
@@ -247,7 +251,8 @@ def learn_graph(trace: Trace, *, layer: int = -1, head: Head = 0, algorithm: Alg
     graph = causal.learn_graph(
         corr, resolve_n_samples(trace, n_samples), alpha=alpha, algorithm=algorithm, nodes=node_ids,
         order=node_ids if use_order else None, max_r=max_r,
-        labels=[f"{trace.tokens[i]}@{i}" for i in node_ids], callback=callback, stable=stable)
+        labels=[f"{trace.tokens[i]}@{i}" for i in node_ids], callback=callback, stable=stable,
+        time_budget=time_budget)
     return dataclasses.replace(graph, attention=described)
 
 
@@ -418,7 +423,8 @@ def explain(model: TracedModel, text: Any, *, target: int | None = None, layer: 
             max_calls: int | None = DEFAULT_MAX_CALLS, max_range: int | None = None,
             removal: Removal = "delete", baseline_max_size: int | None = None,
             order: bool | None = None, progress: Progress | None = None,
-            attention: AttentionKind = "raw", basis: Basis = "value") -> Explanation:
+            attention: AttentionKind = "raw", basis: Basis = "value",
+            time_budget: float | None = None) -> Explanation:
     """CLEANN: the smallest token sets, drawn from the PDS-tree of the target in the learned
     PAG, whose removal changes the model's top-1 output.
 
@@ -440,7 +446,8 @@ def explain(model: TracedModel, text: Any, *, target: int | None = None, layer: 
     cancels (``stopped="cancelled"``); while ICD learns the graph it is called after every
     iteration, and returning False there raises :class:`Cancelled` (no graph, no result).
     The baseline's calls are not part of CLEANN's budget
-    (``baseline_max_size=0`` skips it).
+    (``baseline_max_size=0`` skips it). ``time_budget``: seconds for learning the graph (ICD's
+    anytime cut, see :func:`learn_graph`); the explanation's graph records whether it was cut.
 
     A decoder (``trace.is_causal``: GPT-2, Llama, ... with task "causal-lm") explains its
     next-token prediction: the target defaults to the last token, where ``model.predict`` reads
@@ -471,7 +478,7 @@ def explain(model: TracedModel, text: Any, *, target: int | None = None, layer: 
     text = trace.text                       # the input as the model kept it (a truncated history)
     graph = learn_graph(trace, layer=layer, head=head, algorithm=algorithm, alpha=alpha, n_samples=n_samples,
                         nodes=nodes, keep=[target], order=order, attention=attention, basis=basis, model=model,
-                        callback=None if progress is None else _cancel_graph(progress))
+                        callback=None if progress is None else _cancel_graph(progress), time_budget=time_budget)
     tree = pds_tree(graph, target, max_depth=max_range)
     candidates = [v for v in graph.nodes if v != target]
     checks, sets, size, stopped, searched = _search_tree(model, text, tree, target, budget, removal, original,

@@ -168,3 +168,19 @@ def test_explain_progress_hook_cancels_between_batches():
 def test_explain_cancelled_while_learning_the_graph_raises():
     with pytest.raises(abcd.Cancelled, match="while learning the graph"):
         abcd.explain(tiny_model("bert"), TEXT, progress=lambda fraction: False)
+
+
+def test_time_budget_reaches_icd_through_learn_graph_and_explain(bert):
+    """abcd forwards ``time_budget``: a budget too small for any level gives ICD's r = 0 graph (as
+    ``max_r=0``), warned about and marked cut, in learn_graph and in explain's graph."""
+    trace = bert.trace(TEXT)
+    with pytest.warns(RuntimeWarning, match="r=0"):
+        cut = abcd.learn_graph(trace, time_budget=1e-9)
+    want = abcd.learn_graph(trace, max_r=0)
+    assert cut.cut and cut.r == 0 and np.array_equal(cut.marks, want.marks)
+    assert not abcd.learn_graph(trace, time_budget=1e6).cut
+    with pytest.warns(RuntimeWarning, match="r=0"):
+        e = abcd.explain(bert, TEXT, max_set_size=1, time_budget=1e-9)
+    assert e.graph.cut
+    with pytest.raises(ValueError, match="time_budget"):
+        abcd.learn_graph(trace, algorithm="pc", time_budget=1.0)

@@ -11,6 +11,7 @@ Pass ``ci_test=DSeparationOracle(dag)`` to run against the exact truth.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Callable, Hashable, Sequence, get_args
 
 import numpy as np
@@ -77,7 +78,8 @@ def learn_graph(corr: np.ndarray | None, n_samples: float | None = None, *,
                 max_r: int | None = None, labels: Sequence[str] | None = None,
                 ci_test: Any = None, selection_bias: bool = True, stable: bool = False,
                 repair: bool = False,
-                callback: Callable[[int, Graph], None] | None = None) -> Graph:
+                callback: Callable[[int, Graph], None] | None = None,
+                time_budget: float | None = None) -> Graph:
     """Learn a CPDAG ("pc") or PAG ("fci", "icd") over tokens from a correlation matrix.
 
     corr: (n, n) correlation or covariance (e.g. ``A A^T`` of an attention head);
@@ -100,12 +102,18 @@ def learn_graph(corr: np.ndarray | None, n_samples: float | None = None, *,
     corr must be positive semi-definite (smallest eigenvalue >= -PSD_TOLERANCE, checked
     once): otherwise a ValueError, or with ``repair=True`` the nearest correlation matrix
     (Higham 2002) is used and a RuntimeWarning says so.
+    time_budget: ICD only, seconds. ICD checks the clock after each iteration; once the
+    budget is spent it stops there and returns the r-representing PAG reached (exactly
+    what ``max_r=r`` gives), with a RuntimeWarning naming r and the budget; the graph's
+    ``r`` and ``cut`` record it. An iteration is never interrupted, so a run can exceed
+    the budget by up to one iteration.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}: choose one of "
                          f"{', '.join(repr(a) for a in ALGORITHMS)}")
     if max_r is not None and (not isinstance(max_r, (int, np.integer)) or max_r < 0):
         raise ValueError(f"max_r must be a non-negative integer or None, got {max_r!r}")
+    budget = _check_budget(time_budget, algorithm)
     ci_test, n_vars = _make_test(corr, n_samples, alpha, ci_test, repair)
     node_ids = _resolve_nodes(nodes, n_vars)
     if labels is not None and len(labels) != len(node_ids):
@@ -123,7 +131,7 @@ def learn_graph(corr: np.ndarray | None, n_samples: float | None = None, *,
                 alpha=float(getattr(ci_test, "alpha", alpha)),
                 n_samples=getattr(ci_test, "n_samples", n_samples))
     start = time.perf_counter()
-    r = None
+    r, cut = None, False
     if algorithm == "pc":
         _pc(work, tester, sepsets, rank=rank, max_depth=max_r)
     elif algorithm == "fci":
@@ -133,10 +141,32 @@ def learn_graph(corr: np.ndarray | None, n_samples: float | None = None, *,
             callback(level, make_graph(w, kind="pag", sepsets=dict(sepsets), r=level,
                                        seconds=time.perf_counter() - start, **meta))
 
-        r = _icd(work, tester, sepsets, rank=rank, max_r=max_r, selection_bias=selection_bias,
-                 stable=stable, callback=snapshot if callback is not None else None)
+        r, cut = _icd(work, tester, sepsets, rank=rank, max_r=max_r, selection_bias=selection_bias,
+                      stable=stable, callback=snapshot if callback is not None else None,
+                      deadline=None if budget is None else start + budget)
+        if cut:
+            warnings.warn(f"ICD stopped after iteration r={r}: the time budget of {budget:g} s "
+                          f"was spent ({time.perf_counter() - start:.3g} s); the PAG is "
+                          f"{r}-representing, not the completed ICD result", RuntimeWarning,
+                          stacklevel=2)
     return make_graph(work, kind="cpdag" if algorithm == "pc" else "pag", sepsets=sepsets,
-                      r=r, seconds=time.perf_counter() - start, **meta)
+                      r=r, seconds=time.perf_counter() - start, time_budget=budget, cut=cut,
+                      **meta)
+
+
+def _check_budget(time_budget: float | None, algorithm: str) -> float | None:
+    if time_budget is None:
+        return None
+    if isinstance(time_budget, bool) or not isinstance(time_budget, (int, float, np.integer,
+                                                                     np.floating)):
+        raise TypeError(f"time_budget must be a number of seconds or None, got {time_budget!r}")
+    if not time_budget > 0:       # also NaN
+        raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
+    if algorithm != "icd":
+        raise ValueError(f"time_budget works with algorithm='icd' only (its result is usable "
+                         f"after every iteration), not {algorithm!r}; use max_r to bound "
+                         f"PC or FCI")
+    return float(time_budget)
 
 
 def _make_test(corr, n_samples, alpha, ci_test, repair: bool = False) -> tuple[Any, int]:

@@ -28,8 +28,13 @@ class Work:
 
     def __init__(self, p: int, mark: int = CIRCLE) -> None:
         self.p = p
-        self.M = [[mark if a != b else 0 for b in range(p)] for a in range(p)]
+        self.M = [self._full_row(a, mark) for a in range(p)]
         self.adj = [set(range(p)) - {a} for a in range(p)]
+
+    def _full_row(self, a: int, mark: int) -> list[int]:
+        row = [mark] * self.p
+        row[a] = 0
+        return row
 
     def remove(self, a: int, b: int) -> None:
         self.M[a][b] = self.M[b][a] = 0
@@ -39,14 +44,52 @@ class Work:
     def reset(self, mark: int) -> None:
         """Put ``mark`` at both ends of every edge."""
         M = self.M
+        full = self.p - 1
         for a in range(self.p):
+            nb = self.adj[a]
+            if len(nb) == full:
+                M[a] = self._full_row(a, mark)
+                continue
             row = M[a]
-            for b in self.adj[a]:
+            for b in nb:
                 row[b] = mark
 
     def pairs(self) -> list[tuple[int, int]]:
         """Adjacent pairs (a, b), a < b, in lexicographic order."""
         return [(a, b) for a in range(self.p) for b in sorted(self.adj[a]) if b > a]
+
+    def adjacency(self) -> np.ndarray:
+        """Adjacency as a bool matrix (p, p)."""
+        adj = np.zeros((self.p, self.p), dtype=bool)
+        for a, nb in enumerate(self.adj):
+            adj[a, list(nb)] = True
+        return adj
+
+    def pair_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``pairs()`` as two int arrays (k,)."""
+        a, b = np.nonzero(np.triu(self.adjacency(), 1))
+        return a.astype(np.intp), b.astype(np.intp)
+
+    def masks(self) -> list[int]:
+        """Adjacency as bitmask rows (bit b of row a: a and b adjacent)."""
+        if not self.p:
+            return []
+        bits = np.packbits(self.adjacency(), axis=1, bitorder="little")
+        return [int.from_bytes(r.tobytes(), "little") for r in bits]
+
+    def set_adjacency(self, masks: Sequence[int]) -> None:
+        """Keep only the edges in ``masks`` (bitmask rows; a subset of the current edges;
+        their marks stay)."""
+        nbytes = (self.p + 7) // 8
+        for a, mask in enumerate(masks):
+            raw = np.frombuffer(mask.to_bytes(nbytes, "little"), dtype=np.uint8)
+            keep = np.flatnonzero(np.unpackbits(raw, bitorder="little")).tolist()
+            old = self.M[a]
+            row = [0] * self.p
+            for b in keep:
+                row[b] = old[b]
+            self.M[a] = row
+            self.adj[a] = set(keep)
 
     def to_array(self) -> np.ndarray:
         return np.array(self.M, dtype=np.int8).reshape(self.p, self.p)
@@ -85,10 +128,12 @@ class Tester:
     n_requests: int = 0
     batched: bool = field(init=False)
     _ids_arr: np.ndarray = field(init=False, repr=False)
+    _identity: bool = field(init=False, repr=False)
     _records: list = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._ids_arr = np.asarray(self.ids, dtype=np.intp)
+        self._identity = bool(np.array_equal(self._ids_arr, np.arange(len(self._ids_arr))))
         self.batched = isinstance(self.ci, BatchedCITest)
 
     def _one(self, a: int, b: int, cond: Sequence[int]) -> bool:
@@ -110,6 +155,29 @@ class Tester:
         if len(ids) != rho.shape[1] or np.any(ids != np.arange(len(ids))):
             rho, ind = rho[:, ids], ind[:, ids]
         return rho, ind
+
+    def order1_grid(self, A: np.ndarray, B: np.ndarray,
+                    K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Batched tests only: rho (m, c) and decisions (m, c) of ``A[m] _||_ B[m] | K[m, c]``
+        (positions; False where K[m, c] is A[m] or B[m]); nothing counted or logged."""
+        ids = self._ids_arr
+        if self._identity:
+            return self.ci.order1_grid(A, B, K)
+        return self.ci.order1_grid(ids[A], ids[B], ids[K])
+
+    def record_order1_tests(self, A: np.ndarray, B: np.ndarray, K: np.ndarray) -> None:
+        """Count and log the consumed order-1 tests ``A _||_ B | K`` (positions, (t,) each,
+        in the order consumed); their values are computed when the log is read."""
+        if len(A):
+            ids = self._ids_arr
+            I, J, S = ids[A], ids[B], ids[K]
+            if len(ids) and ids.max() < 1 << 15:      # the log of a long input: 2 bytes an index
+                I, J, S = I.astype(np.int16), J.astype(np.int16), S.astype(np.int16)
+                if I.min() == I.max():
+                    I = np.broadcast_to(I[:1], I.shape)
+            self.ci.record_order1(I, J, S)
+            self._records.append((I, J, S[:, None]))
+            self.n_requests += len(A)
 
     def record_order1(self, A: np.ndarray, B: np.ndarray, K: np.ndarray,
                       rho: np.ndarray) -> np.ndarray:
@@ -286,79 +354,6 @@ class Tester:
         self._record(I[keep], J[keep], SS[keep], rho[keep], z[keep], p[keep])
         self.n_requests += int(keep.sum())
         return out
-
-
-class Order1Table:
-    """Order-1 tests for a sequential learner (ICD r = 1) with a batched test.
-
-    The decisions of every listed pair given every single node are computed in dense blocks
-    of pairs (pairs must then be visited in list order); ``first`` replays the learner's
-    candidate order on bitmasks, and only the consumed tests are counted and logged, in the
-    order they were consumed. A block is logged and dropped when the next one starts.
-    """
-
-    def __init__(self, tester: Tester, pairs: list[tuple[int, int]], p: int,
-                 block_rows: int = 1 << 20) -> None:
-        self.tester, self.pairs, self.p = tester, pairs, p
-        self.index = {pair: k for k, pair in enumerate(pairs)}
-        self.block = max(1, block_rows // max(p, 1))
-        self._current: tuple[int, list[int], np.ndarray] | None = None  # (block, bit rows, rho)
-        self._used: list[tuple[int, int, int]] = []  # (row in block, first-part mask, second-part mask)
-
-    def _rows(self, idx: int) -> list[int]:
-        b = idx // self.block
-        if self._current is None or self._current[0] != b:
-            self._flush()
-            lo = b * self.block
-            P = np.asarray(self.pairs[lo:lo + self.block], dtype=np.intp).reshape(-1, 2)
-            rho, ind = self.tester.order1(P[:, 0], P[:, 1])
-            bits = np.packbits(ind, axis=1, bitorder="little")
-            self._current = (b, [int.from_bytes(r.tobytes(), "little") for r in bits], rho)
-        return self._current[1]
-
-    def first(self, a: int, b: int, first: int, second: int) -> int:
-        """The first separating node among the bits of ``first`` (ascending), then of
-        ``second``; -1 if none. Bit k of a mask = node position k."""
-        idx = self.index[(a, b)]
-        row = self._rows(idx)[idx % self.block]
-        hits = row & first
-        if hits:
-            low = hits & -hits
-            self._used.append((idx % self.block, first & ((low << 1) - 1), 0))
-            return low.bit_length() - 1
-        hits = row & second
-        low = hits & -hits
-        self._used.append((idx % self.block, first, second & ((low << 1) - 1) if hits else second))
-        return low.bit_length() - 1 if hits else -1
-
-    def _flush(self) -> None:
-        """Log the consumed tests of the current block, in the order they were consumed."""
-        if self._current is None or not self._used:
-            self._used.clear()
-            return
-        b, _, rho = self._current
-        nbytes = (self.p + 7) // 8
-
-        def unpack(masks: list[int]) -> np.ndarray:
-            raw = np.frombuffer(b"".join(m.to_bytes(nbytes, "little") for m in masks), dtype=np.uint8)
-            return np.unpackbits(raw.reshape(len(masks), nbytes), axis=1, bitorder="little")[:, :self.p].astype(bool)
-
-        rows = np.array([u[0] for u in self._used], dtype=np.intp)
-        g1, k1 = np.nonzero(unpack([u[1] for u in self._used]))
-        g2, k2 = np.nonzero(unpack([u[2] for u in self._used]))
-        g, k = np.concatenate([g1, g2]), np.concatenate([k1, k2])
-        side = np.concatenate([np.zeros(len(g1), np.intp), np.ones(len(g2), np.intp)])
-        order = np.lexsort((k, side, g))
-        g, k = g[order], k[order]
-        P = np.asarray(self.pairs[b * self.block:(b + 1) * self.block], dtype=np.intp).reshape(-1, 2)
-        r = rows[g]
-        self.tester.record_order1(P[r, 0], P[r, 1], k, rho[r, k])
-        self._used.clear()
-
-    def close(self) -> None:
-        """Log what is left and drop the table."""
-        self._flush()
-        self._current = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -546,7 +541,8 @@ def _run_rounds(streams: dict, tester: Tester, d: int, chunk: int,
 
 def make_graph(work: Work, *, kind: str, nodes: Sequence, labels: Sequence | None,
                sepsets: Sepsets, tester: Tester, algorithm: str, alpha: float | None,
-               n_samples: float | None, seconds: float | None, r: int | None = None) -> Graph:
+               n_samples: float | None, seconds: float | None, r: int | None = None,
+               time_budget: float | None = None, cut: bool = False) -> Graph:
     """Wrap a finished Work as an immutable Graph with node ids and metadata."""
     nodes = tuple(nodes)
     if nodes == tuple(range(len(nodes))):
@@ -557,5 +553,5 @@ def make_graph(work: Work, *, kind: str, nodes: Sequence, labels: Sequence | Non
     return Graph(nodes=nodes, marks=work.to_array(), kind=kind,
                  labels=None if labels is None else tuple(labels), sepsets=seps,
                  n_tests=tester.n_requests, algorithm=algorithm, alpha=alpha,
-                 n_samples=n_samples, seconds=seconds, r=r,
+                 n_samples=n_samples, seconds=seconds, r=r, time_budget=time_budget, cut=cut,
                  _tests=functools.partial(tester.results, len(tester._records)))

@@ -428,6 +428,9 @@ class _LoggedTest:
         """Turn the recorded batch arrays into cached, logged CITestResult objects."""
         alpha, cache, log = self.alpha, self._cache, self._log
         for I, J, S, rho, z, p in self._pending:
+            if rho is None:      # order-1 tests recorded unevaluated (``record_order1``)
+                rho = self.order1_rho(I, J, S[:, 0])
+                z, p = self.order1_stats(I, J, S[:, 0], rho)
             for a, b, cond, r, zz, pp in zip(I.tolist(), J.tolist(), S.tolist(),
                                              rho.tolist(), z.tolist(), p.tolist()):
                 key = _key(a, b, cond)
@@ -447,9 +450,11 @@ class BatchedCITest(_LoggedTest, abc.ABC):
 
     Implement ``n_variables``, ``alpha`` and :meth:`evaluate` (K tests of one set size,
     vectorised). :meth:`evaluate_mixed` (sets of mixed sizes), :meth:`order1_all` (every
-    single-node set at once) and :meth:`order1_stats` have generic defaults built on
+    single-node set at once), :meth:`order1_grid` (chosen single-node sets per pair),
+    :meth:`order1_rho` and :meth:`order1_stats` have generic defaults built on
     ``evaluate``; override them when a faster form exists (``FisherZTest`` does). The
-    learners log what they consume through :meth:`record`; ``__call__``, ``test_many``,
+    learners log what they consume through :meth:`record` (or :meth:`record_order1`, which
+    defers evaluating order-1 tests until the log is read); ``__call__``, ``test_many``,
     ``first_independent``, ``log`` and the cache come with the class.
     """
 
@@ -487,6 +492,26 @@ class BatchedCITest(_LoggedTest, abc.ABC):
             ind[rows, ks] = p > self.alpha
         return rho, ind
 
+    def order1_grid(self, I: np.ndarray | int, J: np.ndarray,
+                    K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tests ``I[m] _||_ J[m] | K[m, c]``: effect sizes (m, c) and decisions (m, c) bool,
+        as :meth:`order1_all` gives them at those columns (NaN / False where K[m, c] is I[m]
+        or J[m]). I may be one index for all rows, K one row (c,) of columns for all rows."""
+        I, J, K = _grid_args(I, J, K)
+        rho = np.full(K.shape, np.nan)
+        ind = np.zeros(K.shape, dtype=bool)
+        rows, cols = np.nonzero((K != I[:, None]) & (K != J[:, None]))
+        if len(rows):
+            r, _, p = self.evaluate(I[rows], J[rows], K[rows, cols][:, None])
+            rho[rows, cols] = r
+            ind[rows, cols] = p > self.alpha
+        return rho, ind
+
+    def order1_rho(self, I: np.ndarray, J: np.ndarray, K: np.ndarray) -> np.ndarray:
+        """Effect sizes (t,) of the order-1 tests ``I _||_ J | K`` (t,), the values
+        :meth:`order1_grid` gives (by default: evaluated again)."""
+        return self.evaluate(I, J, np.asarray(K, dtype=np.intp)[:, None])[0]
+
     def order1_stats(self, I: np.ndarray, J: np.ndarray, K: np.ndarray,
                      rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Statistic and p-value (t,) of the order-1 tests ``I _||_ J | K`` (t,) whose effect
@@ -499,6 +524,12 @@ class BatchedCITest(_LoggedTest, abc.ABC):
         """Queue evaluated rows (K,) / (K, s) for the cache and the log (materialised lazily)."""
         if len(I):
             self._pending.append((I, J, S, rho, stat, p))
+
+    def record_order1(self, I: np.ndarray, J: np.ndarray, K: np.ndarray) -> None:
+        """Queue the order-1 tests ``I _||_ J | K`` (t,) for the cache and the log; they are
+        evaluated (:meth:`order1_rho`, :meth:`order1_stats`) only when the log is read."""
+        if len(I):
+            self._pending.append((I, J, np.asarray(K)[:, None], None, None, None))
 
     def _compute(self, i: int, j: int, cond: tuple[int, ...]) -> CITestResult:
         rho, z, p = self.evaluate(np.array([i]), np.array([j]),
@@ -594,6 +625,7 @@ class FisherZTest(BatchedCITest):
     _log: list = field(default_factory=list, init=False, repr=False)
     _pending: list = field(default_factory=list, init=False, repr=False)
     _ext_cache: dict = field(default_factory=dict, init=False, repr=False)
+    _threshold: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         corr = _as_correlation(self.corr, repair=bool(self.repair)).copy()
@@ -627,34 +659,80 @@ class FisherZTest(BatchedCITest):
         I = np.asarray(I, dtype=np.intp)
         J = np.asarray(J, dtype=np.intp)
         corr = self.corr
-        rik, rjk = corr[I], corr[J]                       # (m, n) rows: no gathers
-        den = (1.0 - rik * rik) * (1.0 - rjk * rjk)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rho = (corr[I, J][:, None] - rik * rjk) / np.sqrt(np.maximum(den, 1e-12))
         rows = np.arange(len(I))
-        self_cols = np.zeros(rho.shape, dtype=bool)
+        self_cols = np.zeros((len(I), corr.shape[0]), dtype=bool)
         self_cols[rows, I] = self_cols[rows, J] = True
-        bad = (den <= 1e-12) & ~self_cols
-        for m, k in zip(*np.nonzero(bad)):
-            idx = np.array([I[m], J[m], k])
-            rho[m, k] = _pinv_pcorr(corr[np.ix_(idx, idx)])
+        return self._order1(corr[I, J][:, None], corr[I], corr[J], self_cols,  # rows: no gathers
+                            lambda m, k: (I[m], J[m], k))
+
+    def order1_grid(self, I: np.ndarray | int, J: np.ndarray,
+                    K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tests ``I[m] _||_ J[m] | K[m, c]``: rho (m, c) and decisions (m, c), the same
+        values as :meth:`order1_all` at those columns (NaN / False where K[m, c] is I[m] or
+        J[m]). I may be one index for all rows, K one row (c,) of columns for all rows."""
+        corr = self.corr
+        K = np.asarray(K, dtype=np.intp)
+        if np.ndim(I) == 0 and K.ndim == 1:          # one row i, shared columns: no broadcasts
+            i = int(I)
+            J = np.asarray(J, dtype=np.intp)
+            self_cols = (K[None, :] == i) | (K[None, :] == J[:, None])
+            return self._order1(corr[i, J][:, None], corr[i, K][None, :], corr[np.ix_(J, K)],
+                                self_cols, lambda m, c: (i, J[m], K[c]))
+        I, J, K = _grid_args(I, J, K)
+        self_cols = (K == I[:, None]) | (K == J[:, None])
+        return self._order1(corr[I, J][:, None], corr[I[:, None], K], corr[J[:, None], K],
+                            self_cols, lambda m, c: (I[m], J[m], K[m, c]))
+
+    def order1_rho(self, I: np.ndarray, J: np.ndarray, K: np.ndarray) -> np.ndarray:
+        """Partial correlations (t,) of the order-1 tests ``I _||_ J | K`` (t,), bit for bit
+        the values :meth:`order1_all` and :meth:`order1_grid` give."""
+        corr = self.corr
+        rik, rjk = corr[I, K], corr[J, K]
+        den = (1.0 - rik * rik) * (1.0 - rjk * rjk)
+        rho = (corr[I, J] - rik * rjk) / np.sqrt(np.maximum(den, 1e-12))
+        for m in np.flatnonzero(den <= 1e-12).tolist():
+            idx = np.array([I[m], J[m], K[m]])
+            rho[m] = _pinv_pcorr(corr[np.ix_(idx, idx)])
         np.minimum(rho, _RHO_MAX, out=rho)
         np.maximum(rho, -_RHO_MAX, out=rho)
         rho[np.isnan(rho)] = 0.0
+        return rho
+
+    def _order1(self, cij: np.ndarray, rik: np.ndarray, rjk: np.ndarray, self_cols: np.ndarray,
+                triple) -> tuple[np.ndarray, np.ndarray]:
+        """rho and decisions (m, c) of order-1 tests from the gathered correlations: cij (m, 1),
+        rik, rjk (m, c); ``self_cols`` (m, c) marks k in {i, j}; ``triple(m, c)`` names the
+        variables of an entry (for the robust fallback)."""
+        corr = self.corr
+        den = (1.0 - rik * rik) * (1.0 - rjk * rjk)      # corr is finite: no NaN, no warnings
+        rho = (cij - rik * rjk) / np.sqrt(np.maximum(den, 1e-12))
+        bad = (den <= 1e-12) & ~self_cols
+        for m, c in zip(*np.nonzero(bad)):
+            idx = np.array(triple(m, c))
+            rho[m, c] = _pinv_pcorr(corr[np.ix_(idx, idx)])
+        np.minimum(rho, _RHO_MAX, out=rho)               # (finite: no NaN to replace)
+        np.maximum(rho, -_RHO_MAX, out=rho)
         rho[self_cols] = np.nan
+        return rho, self._order1_decide(rho, self_cols)
+
+    def _order1_decide(self, rho: np.ndarray, self_cols: np.ndarray) -> np.ndarray:
+        """p > alpha for order-1 partial correlations rho (any shape): a threshold on |rho|,
+        with the exact p-value for values near it; False where ``self_cols``."""
         # p > alpha  <=>  |rho| < tanh(z_crit / sqrt(dof)); rows near the threshold decided exactly
-        dof = self.n_samples - 4.0
-        fisher_z(rho[:0, 0], self.n_samples, 1)           # raises if dof <= 0
-        threshold = math.tanh(_SQRT2 * float(erfcinv(self.alpha)) / math.sqrt(dof))
-        size = np.abs(rho)
-        with np.errstate(invalid="ignore"):
-            independent = size < threshold
-            near = np.abs(size - threshold) < 1e-7
+        threshold = self._threshold.get(1)
+        if threshold is None:
+            fisher_z(rho[:0], self.n_samples, 1)          # raises if dof <= 0
+            dof = self.n_samples - 4.0
+            threshold = self._threshold[1] = math.tanh(_SQRT2 * float(erfcinv(self.alpha))
+                                                       / math.sqrt(dof))
+        size = np.abs(rho)                                # NaN compares False, silently
+        independent = size < threshold
+        near = np.abs(size - threshold) < 1e-7
         if near.any():
             _, p = fisher_z(rho[near], self.n_samples, 1)
             independent[near] = p > self.alpha
         independent[self_cols] = False
-        return rho, independent
+        return independent
 
     @property
     def max_cond_size(self) -> int:
@@ -686,6 +764,15 @@ class FisherZTest(BatchedCITest):
                      rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fisher z and p-value (t,) of order-1 tests from their partial correlations (t,)."""
         return fisher_z(rho, self.n_samples, 1)
+
+
+def _grid_args(I, J, K) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``order1_grid``'s arguments as I, J (m,) and K (m, c) int arrays."""
+    J = np.asarray(J, dtype=np.intp)
+    m = len(J)
+    I = np.broadcast_to(np.asarray(I, dtype=np.intp), (m,))
+    K = np.asarray(K, dtype=np.intp)
+    return I, J, np.broadcast_to(K, (m, K.shape[-1]))
 
 
 def _check_alpha(alpha: float) -> None:

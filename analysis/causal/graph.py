@@ -68,7 +68,9 @@ class Graph:
     display names (e.g. token strings) used when printing. ``sepsets`` maps a removed
     pair (a, b) of node ids, a before b in ``nodes``, to the separating set (node ids).
     ``n_tests`` counts the CI tests the learner asked for; ``tests`` is the test log.
-    ``r`` is the level reached by ICD (the graph is r-representing), else None.
+    ``r`` is the level reached by ICD (the graph is r-representing), else None;
+    ``time_budget`` the budget (seconds) it ran under, ``cut`` whether the budget stopped
+    it before it concluded (the graph is then the r-representing PAG of the last level).
     """
 
     nodes: tuple
@@ -85,6 +87,8 @@ class Graph:
     _tests: Any = field(default=(), repr=False)
     #: what the graph was learned from, e.g. "efficient attention (value basis), nullity 12 of n = 44"
     attention: str | None = None
+    time_budget: float | None = None
+    cut: bool = False
 
     def __post_init__(self) -> None:
         nodes = tuple(self.nodes)
@@ -244,11 +248,20 @@ class Graph:
             head += f", n_samples={self.n_samples:g}" if self.n_samples is not None else ""
             head += f", {self.n_tests} tests)"
         head += f"; from {self.attention}" if self.attention else ""
+        head += self._cut_note()
         return "\n".join([head, *("  " + s for s in self.edge_strings())])
 
     def __repr__(self) -> str:
         return (f"Graph(kind={self.kind!r}, n_nodes={self.n_nodes}, n_edges={len(self)}, "
-                f"algorithm={self.algorithm!r}" + (f", attention={self.attention!r})" if self.attention else ")"))
+                f"algorithm={self.algorithm!r}" + (f", r={self.r}" if self.r is not None else "")
+                + (f", cut=True, time_budget={self.time_budget:g}" if self.cut else "")
+                + (f", attention={self.attention!r})" if self.attention else ")"))
+
+    def _cut_note(self) -> str:
+        if not self.cut:
+            return ""
+        return (f"; stopped by the {self.time_budget:g} s time budget after r={self.r} "
+                f"(the PAG is {self.r}-representing)")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Graph):

@@ -22,14 +22,21 @@ marks still can where orientations conflict. With an exact oracle both modes giv
 same PAG. The stable mode takes about 1.5-1.7x the time of the literal one on attention
 of 64-128 tokens (more candidate sets, and every candidate of a pair is tested) and logs
 correspondingly more tests.
+
+Speed. With a batched test (Fisher z) the literal r = 1 runs lazily (``_Order1Search``):
+it evaluates only the order-1 tests the sequential loop can reach (about 12M of the 67M a
+dense table holds at 512 tokens) and logs the ones it consumes, in order, evaluating their
+statistics only when the log is read; same graphs, sepsets and logs as the loop of
+one test at a time (``tests/causal/test_order1_search.py``).
 """
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import numpy as np
 
-from ._core import ARROW, CIRCLE, TAIL, Order1Table, Sepsets, Tester, Work, apply_order
+from ._core import ARROW, CIRCLE, TAIL, Sepsets, Tester, Work, apply_order
 from .pds import _tree_entries, closed_subsets, masks_from
 from .rules import rule0, rules_1_to_4, rules_5_to_7, rules_8_to_10
 
@@ -129,15 +136,13 @@ def _close(work: Work, sepsets: Sepsets, complete: bool, selection_bias: bool = 
 
 def _iteration_0(work: Work, tester: Tester, sepsets: Sepsets) -> None:
     """r = 0: every pair given the empty set (one batch: deletions cannot change it)."""
-    pairs = work.pairs()
-    if not pairs:
+    A, B = work.pair_arrays()
+    if not len(A):
         return
-    A = np.array([a for a, _ in pairs])
-    B = np.array([b for _, b in pairs])
-    S = np.zeros((len(pairs), 0), dtype=np.intp)
-    firsts = tester.first_segments(A, B, S, np.arange(len(pairs)))
+    S = np.zeros((len(A), 0), dtype=np.intp)
+    firsts = tester.first_segments(A, B, S, np.arange(len(A)))
     for k in np.flatnonzero(firsts >= 0).tolist():
-        a, b = pairs[k]
+        a, b = int(A[k]), int(B[k])
         work.remove(a, b)
         sepsets[(a, b)] = ()
 
@@ -145,11 +150,14 @@ def _iteration_0(work: Work, tester: Tester, sepsets: Sepsets) -> None:
 def _iteration_1(work: Work, tester: Tester, sepsets: Sepsets) -> bool:
     """r = 1; returns whether any pair had a candidate. Candidates of i-j: adj(i) - {j}
     ascending, then the nodes of adj(j) - {i} not in adj(i), ascending (bitmasks)."""
-    any_candidate = False
-    pairs = work.pairs()
+    if tester.batched:
+        adjm = work.masks()
+        any_candidate = _Order1Search(tester, adjm, sepsets).run()
+        work.set_adjacency(adjm)
+        return any_candidate
     adjm, _ = masks_from(work.adj, work.M)
-    table = Order1Table(tester, pairs, work.p) if tester.batched else None
-    for i, j in pairs:
+    any_candidate = False
+    for i, j in work.pairs():
         if not (adjm[i] >> j) & 1:
             continue
         first = adjm[i] & ~(1 << j)
@@ -157,20 +165,206 @@ def _iteration_1(work: Work, tester: Tester, sepsets: Sepsets) -> bool:
         if not (first or second):
             continue
         any_candidate = True
-        if table is not None:
-            k = table.first(i, j, first, second)
-        else:
-            conds = [(c,) for c in _bits(first) + _bits(second)]
-            hit = tester.first(i, j, conds)
-            k = conds[hit][0] if hit >= 0 else -1
+        conds = [(c,) for c in _bits(first) + _bits(second)]
+        hit = tester.first(i, j, conds)
+        k = conds[hit][0] if hit >= 0 else -1
         if k >= 0:
             work.remove(i, j)
             adjm[i] &= ~(1 << j)
             adjm[j] &= ~(1 << i)
             sepsets[(i, j)] = (k,)
-    if table is not None:
-        table.close()
     return any_candidate
+
+
+class _Order1Search:
+    """ICD's r = 1 for a batched test: the same pairs, candidate order, removals, sepsets and
+    logged tests as the loop of ``_iteration_1``, with only the tests it needs evaluated.
+
+    Pairs are visited row by row (i, then j > i); within row i only the edges i-j change.
+    So when i-j is visited, the first-part candidates adj(i) - {j} are, in ascending order:
+    (1) the neighbours of i below i (fixed for the row), (2) the row's nodes below j whose
+    edge to i was kept (their decisions are computed when they are kept, or when first
+    needed), (3) the row's nodes above j (not yet visited). Group 1 is tested for every pair
+    of the row in one block, group 3 as a band widened 4x at a time for the pairs with no
+    separating node yet, and the pairs with none in groups 1 and 3 get their whole row of
+    nodes (for the second part, adj(j) - adj(i)). Each pair consumes a prefix of each group,
+    so the log is assembled from ranges, in the order the sequential search consumes tests.
+    """
+
+    def __init__(self, tester: Tester, adjm: list[int], sepsets: Sepsets, band: int = 32) -> None:
+        self.tester, self.adjm, self.sepsets = tester, adjm, sepsets
+        self.p = len(adjm)
+        self.band = band
+        self.all_nodes = np.arange(self.p, dtype=np.intp)
+
+    def run(self) -> bool:
+        any_candidate = False
+        for i in range(self.p):
+            if self.adjm[i] >> (i + 1):
+                any_candidate |= self._row(i)
+        return any_candidate
+
+    def _grid(self, i: int, J: np.ndarray, K: np.ndarray) -> np.ndarray:
+        """Decisions (m, c) of ``i _||_ J[m] | K[m, c]`` (K (c,): the same for every m)."""
+        return self.tester.order1_grid(i, J, K)[1]
+
+    def _row(self, i: int) -> bool:
+        adjm = self.adjm
+        cols = _bit_array(adjm[i], self.p)          # A = adj(i) at the row's start
+        a = len(cols)
+        a0 = int(np.searchsorted(cols, i))
+        J = cols[a0:]                               # the row's pairs i-j, j > i
+        n_pairs = len(J)
+        low_nodes = cols[:a0]                       # group 1
+        n_above = n_pairs - 1 - np.arange(n_pairs)  # group 3 sizes
+        h1 = _first_true(self._grid(i, J, low_nodes)) if a0 else np.full(n_pairs, -1)
+        # group 3: the band of row nodes above j, widened for the pairs with no hit yet
+        h3 = np.full(n_pairs, -1)
+        todo = np.flatnonzero((h1 < 0) & (n_above > 0))
+        lo, hi = 0, self.band
+        while len(todo):
+            idx = (a0 + 1 + todo)[:, None] + np.arange(lo, hi)[None, :]
+            ind = self.tester.order1_grid(i, J[todo], cols[np.minimum(idx, a - 1)])[1]
+            ind &= idx < a
+            found = ind.any(axis=1)
+            h3[todo[found]] = lo + ind[found].argmax(axis=1)
+            todo = todo[~found & (n_above[todo] > hi)]
+            lo, hi = hi, 4 * hi
+        # Pairs with a hit in group 1 or 3 are removed whatever happens; the others
+        # ("exhausted") may be kept, so group 2 only ever holds exhausted nodes, and the
+        # second part is only reached by them.
+        exhausted = np.flatnonzero((h1 < 0) & (h3 < 0))
+        node_rows = dict(zip(exhausted.tolist(), _int_rows(self._grid(i, J[exhausted], self.all_nodes))))
+        open_pairs = np.flatnonzero(h1 < 0)
+        # group 2 decisions: bit e of bits2[m] = exhausted node J[exhausted[e]] separates i-J[m]
+        bits2 = dict(zip(open_pairs.tolist(), _int_rows(self._grid(i, J[open_pairs], J[exhausted]))))
+        e_rank = dict(zip(exhausted.tolist(), range(len(exhausted))))
+        js = J.tolist()
+        h3l = h3.tolist()
+        n_above_l = n_above.tolist()
+        sep_k = np.where(h1 >= 0, low_nodes[np.maximum(h1, 0)] if a0 else -1, -1)
+        n2 = np.zeros(n_pairs, dtype=np.intp)
+        n3 = np.zeros(n_pairs, dtype=np.intp)
+        second_used: dict[int, int] = {}
+        kept: list[int] = []                        # group 2, ascending
+        kept_bits = 0                               # kept nodes as bits of exhausted ranks
+        bit_i = 1 << i
+        low_mask = adjm[i] & (bit_i - 1)
+        kept_mask = 0
+        any_candidate = bool(n_pairs > 1 or a0)
+        for m in open_pairs.tolist():
+            j = js[m]
+            hits = bits2[m] & kept_bits
+            if hits:
+                low = hits & -hits
+                q = bin(kept_bits & (low - 1)).count("1")
+                n2[m] = q + 1
+                sep_k[m] = kept[q]
+                continue
+            n2[m] = len(kept)
+            c = h3l[m]
+            if c >= 0:
+                n3[m] = c + 1
+                sep_k[m] = cols[a0 + 1 + m + c]
+                continue
+            n3[m] = n_above_l[m]
+            adj_i = low_mask | kept_mask | (adjm[i] & ~((1 << j) - 1))
+            second = adjm[j] & ~adj_i & ~bit_i
+            if second:
+                any_candidate = True
+                hits = node_rows[m] & second
+                if hits:
+                    low = hits & -hits
+                    second_used[m] = second & ((low << 1) - 1)
+                    sep_k[m] = low.bit_length() - 1
+                    continue
+                second_used[m] = second
+            kept.append(j)
+            kept_bits |= 1 << e_rank[m]
+            kept_mask |= 1 << j
+        removed = np.flatnonzero(sep_k >= 0)
+        self.sepsets.update(zip(zip([i] * len(removed), J[removed].tolist()),
+                                ((k,) for k in sep_k[removed].tolist())))
+        for j in J[removed].tolist():
+            adjm[j] &= ~bit_i
+        adjm[i] = low_mask | kept_mask
+        n1 = np.where(h1 >= 0, h1 + 1, a0)
+        self._log(i, J, cols, a0, n1, n2, n3, second_used, np.asarray(kept, dtype=np.intp))
+        return any_candidate
+
+    def _log(self, i: int, J: np.ndarray, cols: np.ndarray, a0: int, n1: np.ndarray,
+             n2: np.ndarray, n3: np.ndarray, second_used: dict[int, int], kept: np.ndarray) -> None:
+        """Count and log the consumed tests of row i in the order the sequential search
+        consumed them: by pair; groups 1, 2, 3 of the first part (each a prefix), then the
+        second part."""
+        g_parts, k_parts, part_parts = [], [], []
+        for part, counts in enumerate((n1, n2, n3)):
+            total = int(counts.sum())
+            if not total:
+                continue
+            g = np.repeat(np.arange(len(counts)), counts)
+            t = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+            k = cols[t] if part == 0 else kept[t] if part == 1 else cols[a0 + 1 + g + t]
+            g_parts.append(g)
+            k_parts.append(k)
+            part_parts.append(np.full(total, part, dtype=np.intp))
+        if second_used:
+            sec = list(second_used)
+            g, k = _unpack([second_used[m] for m in sec])
+            g_parts.append(np.asarray(sec, dtype=np.intp)[g])
+            k_parts.append(k)
+            part_parts.append(np.full(len(g), 3, dtype=np.intp))
+        if not g_parts:
+            return
+        g, k, part = (np.concatenate(x) for x in (g_parts, k_parts, part_parts))
+        if len(g_parts) > 1:
+            order = np.argsort(g * 4 + part, kind="stable")
+            g, k = g[order], k[order]
+        self.tester.record_order1_tests(np.full(len(g), i, dtype=np.intp), J[g], k)
+
+
+def _first_true(ind: np.ndarray) -> np.ndarray:
+    """Column of the first True per row (m,), -1 where none."""
+    if ind.shape[1] == 0:
+        return np.full(ind.shape[0], -1)
+    first = ind.argmax(axis=1)
+    return np.where(ind[np.arange(len(first)), first], first, -1)
+
+
+def _int_rows(ind: np.ndarray) -> list[int]:
+    """Rows of a bool matrix (m, c) as bitmasks (bit c = column c)."""
+    if ind.shape[1] == 0:
+        return [0] * ind.shape[0]
+    bits = np.packbits(ind, axis=1, bitorder="little")
+    return [int.from_bytes(r.tobytes(), "little") for r in bits]
+
+
+def _bit_array(mask: int, p: int) -> np.ndarray:
+    """Positions of the set bits of ``mask`` (< 2**p), ascending, as an int array."""
+    raw = np.frombuffer(mask.to_bytes((p + 7) // 8, "little"), dtype=np.uint8)
+    return np.flatnonzero(np.unpackbits(raw, bitorder="little")).astype(np.intp)
+
+
+def _unpack(masks: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Set bits of many bitmasks: (mask index, bit) pairs, by mask, then bit ascending.
+    Masks are grouped by length so that the work follows the number of bits in use."""
+    lengths = np.array([mk.bit_length() for mk in masks], dtype=np.intp)
+    g_out, k_out = [], []
+    for lo, hi in ((0, 64), (64, 512), (512, None)):
+        sel = np.flatnonzero((lengths > lo) & ((lengths <= hi) if hi is not None else True))
+        if not len(sel):
+            continue
+        nbytes = (int(lengths[sel].max()) + 7) // 8
+        raw = np.frombuffer(b"".join(masks[n].to_bytes(nbytes, "little") for n in sel.tolist()),
+                            dtype=np.uint8).reshape(len(sel), nbytes)
+        g, k = np.nonzero(np.unpackbits(raw, axis=1, bitorder="little"))
+        g_out.append(sel[g])
+        k_out.append(k)
+    if not g_out:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    g, k = np.concatenate(g_out), np.concatenate(k_out)
+    order = np.lexsort((k, g))
+    return g[order], k[order].astype(np.intp)
 
 
 def _bits(mask: int) -> list[int]:
@@ -300,28 +494,38 @@ def _iteration_r_stable(work: Work, tester: Tester, sepsets: Sepsets, r: int, ra
 
 def icd(work: Work, tester: Tester, sepsets: Sepsets, *, rank: dict[int, int] | None = None,
         max_r: int | None = None, selection_bias: bool = True, stable: bool = False,
-        callback: Callable[[int, Work], None] | None = None) -> int:
-    """Run ICD on a complete o-o ``work`` graph in place; returns the last r completed.
+        callback: Callable[[int, Work], None] | None = None,
+        deadline: float | None = None) -> tuple[int, bool]:
+    """Run ICD on a complete o-o ``work`` graph in place; returns the last r completed and
+    whether ``deadline`` (a ``time.perf_counter()`` value) stopped it.
 
     The result is r-representing; without ``max_r`` (or if ICD concludes first) it is the
     completed PAG. ``stable``: the order-independent skeleton search (module docstring).
+    The deadline is checked after each iteration: past it, ICD stops there with the graph
+    oriented as ``max_r=r`` would leave it.
     """
+    def late() -> bool:
+        return deadline is not None and time.perf_counter() > deadline
+
     work.reset(CIRCLE)
     r = 0
     _iteration_0(work, tester, sepsets)
-    if callback or (max_r is not None and max_r <= 0):
+    cut = late() and max_r != 0
+    if callback or (max_r is not None and max_r <= 0) or cut:
         # r = 1 candidates depend on adjacencies only, so this orientation is for the caller
         _orient(work, sepsets, rank, complete=False)
         if callback:
             callback(0, work)
-        if max_r is not None and max_r <= 0:
-            return 0
+        if (max_r is not None and max_r <= 0) or cut:
+            return 0, cut
     r = 1
     more = (_iteration_1_stable if stable else _iteration_1)(work, tester, sepsets)
     _orient(work, sepsets, rank, complete=True, selection_bias=selection_bias)
     if callback:
         callback(1, work)
     while more and (max_r is None or r < max_r):
+        if late():
+            return r, True
         r += 1
         more = (_iteration_r_stable(work, tester, sepsets, r, rank) if stable
                 else _iteration_r(work, tester, sepsets, r))
@@ -331,4 +535,4 @@ def icd(work: Work, tester: Tester, sepsets: Sepsets, *, rank: dict[int, int] | 
             _close(work, sepsets, True, selection_bias)
         if callback:
             callback(r, work)
-    return r
+    return r, False
