@@ -68,7 +68,7 @@ def main() -> None:
     from dask.distributed import Client, LocalCluster
 
     from analysis.experiments import abcd_sentiment as ab
-    from analysis.experiments.runner import status
+    from analysis.experiments.runner import release_models, status
 
     print(f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}")
     model, texts, kw = setup(args)
@@ -88,6 +88,7 @@ def main() -> None:
     print(f"  Dask LocalCluster start-up: {startup:.1f} s (dashboard {client.dashboard_link})")
     dk = timed("Dask LocalCluster, cold", lambda: ab.explanation_table(model, texts, scheduler=client, **kw), times)
     timed("Dask LocalCluster, warm", lambda: ab.explanation_table(model, texts, scheduler=client, **kw), times)
+    release_models(client)          # unpublish the model before the cluster goes (no lost-data error)
     client.close()
     cluster.close()
     same = [c for c in base.columns if c != "seconds"]

@@ -27,26 +27,16 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from analysis import load_model
 from analysis.data import load_dataset
 from analysis.experiments import save_table
+from analysis.experiments.stability import summary_table
 from analysis.files import atomic_path
 from analysis.stability import graph_stability
 
 from _tables import table
-
-
-def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile CI of the mean of ``values`` [k] (one value per sentence), resampled with ``seed``."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def parse_heads(spec: str, n_heads: int) -> list[int]:
@@ -59,24 +49,6 @@ def parse_heads(spec: str, n_heads: int) -> list[int]:
     if bad:
         raise SystemExit(f"--heads {bad} out of range: the model has {n_heads} heads per layer (0..{n_heads - 1})")
     return out
-
-
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per attention kind (raw, efficient): the stability numbers over all A'."""
-    out = []
-    for kind in ("raw", "efficient"):
-        frac = df[f"{kind}_skeleton_shd"] / df[f"{kind}_edges"].clip(lower=1)
-        per_text = frac.groupby(df["text"]).mean().to_numpy()
-        lo, hi = bootstrap_ci(per_text)
-        out.append(dict(attention=kind, sentences=df.text.nunique(), heads=df["head"].nunique(), a_prime=len(df),
-                        skeleton_changed=float((df[f"{kind}_skeleton_shd"] > 0).mean()),
-                        marks_changed=float((df[f"{kind}_shd"] > 0).mean()),
-                        shd_per_edge_mean=float(frac.mean()), shd_per_edge_ci_lo=lo, shd_per_edge_ci_hi=hi,
-                        skeleton_shd_median=float(df[f"{kind}_skeleton_shd"].median()),
-                        edges_median=float(df[f"{kind}_edges"].median()),
-                        cls_neighbours_changed=float((df[f"{kind}_target_changed"] > 0).mean()),
-                        logit_change_max=float(df.logit_change.max()), residual_max=float(df.residual.max())))
-    return pd.DataFrame(out)
 
 
 def main() -> None:
@@ -135,7 +107,7 @@ def main() -> None:
 
 def report(df: pd.DataFrame, out: Path, seconds: float | None) -> None:
     """Print the tables, write the summary CSV and the figure under ``out``."""
-    summary = summarise(df)
+    summary = summary_table(df)
     save_table(summary, out / "stability_summary.csv")
     print(f"\nscope: {df.text.nunique()} sentences (tokens {df.n.min()}-{df.n.max()}, median "
           f"{int(df.groupby('text').n.first().median())}), layer {int(df.layer.iloc[0])}, {df['head'].nunique()} heads, "

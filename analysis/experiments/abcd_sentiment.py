@@ -100,18 +100,14 @@ def _through_runner(task: str, model: TracedModel, texts: list[str], dataset: st
                     workers: int, scheduler: Any, out: Any) -> pd.DataFrame:
     """One unit per (already cut) text of ``task``; the runner's table without its bookkeeping
     columns; an error if a unit failed (finished units stay in ``out``)."""
-    from analysis.experiments.runner import run
+    from analysis.experiments.runner import completed_rows, run
     from analysis.experiments.tasks import get_task
 
     units = [{"id": str(i), "dataset": dataset, "text_id": i, "text": t, "cut": False, **settings}
              for i, t in enumerate(texts)]
     df = run(get_task(task), units, workers=workers, scheduler=scheduler, out=out, model=model, progress=progress,
              settings={"texts": "given", "n": len(texts), "dataset": dataset, **settings})
-    failed = df[df["error"].notna()]
-    if len(failed):
-        raise RuntimeError(f"{len(failed)} text(s) failed; first (text {failed.unit_id.iloc[0]}): "
-                           f"{failed.error.iloc[0]}")
-    return df.drop(columns=["unit_id", "error"])
+    return completed_rows(df)
 
 
 def summarize_explanations(df: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:

@@ -126,7 +126,7 @@ def measure_texts(model: TracedModel, texts: Sequence[str], *, layer: int = -1, 
                   scheduler: Any = None, out: Any = None, dataset: str = "") -> list[dict[str, Any]]:
     """:func:`measure` for each text (seed ``seed + i`` for text ``i``), through the runner
     (``workers``, ``scheduler``, ``out``: see :func:`analysis.experiments.run`)."""
-    from analysis.experiments.runner import run
+    from analysis.experiments.runner import completed_rows, run
     from analysis.experiments.tasks import get_task
 
     texts = list(texts)
@@ -137,15 +137,8 @@ def measure_texts(model: TracedModel, texts: Sequence[str], *, layer: int = -1, 
              for i, t in enumerate(texts)]
     df = run(get_task("efficient"), units, workers=workers, scheduler=scheduler, out=out, model=model,
              progress=progress, settings={"texts": "given", "seed": seed, "n": len(texts), **settings})
-    _raise_failed(df)
+    completed_rows(df)
     return records_to_runs(df)
-
-
-def _raise_failed(df: pd.DataFrame) -> None:
-    failed = df[df["error"].notna()]
-    if len(failed):
-        raise RuntimeError(f"{failed.unit_id.nunique()} unit(s) failed; first ({failed.unit_id.iloc[0]}): "
-                           f"{failed.error.iloc[0]}")
 
 
 def nullity_table(runs: Sequence[dict[str, Any]], *, dataset: str = "", model: str = "",
@@ -281,7 +274,7 @@ def adversarial_table(model: TracedModel, texts: Sequence[str], *, layer: int, h
     (the prediction's TVD with the head's attention replaced by uniform: at most eps, any attention
     qualifies and the constraint does not bind). Runs through
     the runner (``workers``, ``scheduler``, ``out``: see :func:`analysis.experiments.run`)."""
-    from analysis.experiments.runner import run
+    from analysis.experiments.runner import completed_rows, run
     from analysis.experiments.tasks import get_task
 
     texts = list(texts)
@@ -294,8 +287,7 @@ def adversarial_table(model: TracedModel, texts: Sequence[str], *, layer: int, h
     df = run(get_task("adversarial"), units, workers=workers, scheduler=scheduler, out=out, model=model,
              progress=progress, settings={"texts": "given", "seed": seed, "n": len(texts), "dataset": dataset,
                                           **settings})
-    _raise_failed(df)
-    return df.drop(columns=["unit_id", "error"])
+    return completed_rows(df)
 
 
 def adversarial_summary(df: pd.DataFrame, *, per_text: bool = False) -> pd.DataFrame:

@@ -290,27 +290,23 @@ class PaperRun:
         s = self.sizes
 
         def compute() -> pd.DataFrame:
-            from analysis.stability import graph_stability
+            from analysis.experiments import stability as st
+            from analysis.experiments.runner import completed_rows, run
+            from analysis.experiments.tasks import get_task
 
             m = self.model
             heads = [h for h in _clip_heads(s.stability_heads, m.n_heads) if not isinstance(h, str)]
-            rows: list[dict] = []
-            texts = 0
-            for text in self.texts("rotten_tomatoes", s.stability_pool):
-                trace = m.trace(text)
-                if trace.n_tokens <= trace.values.shape[-1] + 1:
-                    continue
-                for h in heads:
-                    r = graph_stability(m, text, layer=-1, head=h, n_extreme=s.stability_extremes,
-                                        n_mix=s.stability_mixtures, seed=self.seed, trace=trace)
-                    rows += [dict(text_id=texts, text=text, **row) for row in r.rows()]
-                texts += 1
-                if texts == s.stability_n:
-                    break
-            if not rows:
+            pool = self.texts("rotten_tomatoes", s.stability_pool)
+            d_head = m.trace(pool[0]).values.shape[-1]
+            chosen = [t for t in pool if st.has_null_space(m, t, d_head)][:s.stability_n]
+            if not chosen:
                 raise ValueError(f"none of {s.stability_pool} Rotten Tomatoes test sentences is longer than the "
                                  f"head dimension + 1 of {getattr(m, 'name', 'the model')}: no null space to move in")
-            return pd.DataFrame(rows)
+            units = st.units_for_texts(chosen, dataset="rotten_tomatoes", prefix=f"rotten_tomatoes-s{self.seed}",
+                                       heads=heads, n_extreme=s.stability_extremes, n_mix=s.stability_mixtures,
+                                       seed=self.seed)
+            df = run(get_task("stability"), units, model=m, progress=self.progress, **self._runner("stability"))
+            return completed_rows(df)
         return self._cached("stability", compute)
 
     def tables(self) -> dict[str, pd.DataFrame]:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from analysis.models.base import TracedModel
 
 __all__ = ["run", "unit_seed", "unit_hash", "model_fingerprint", "load_results", "status", "summarize",
-           "read_manifest", "SettingsMismatch", "release_models", "model_dataset"]
+           "read_manifest", "SettingsMismatch", "release_models", "model_dataset", "completed_rows"]
 
 MANIFEST = "manifest.json"
 CHUNKS = "chunks"
@@ -286,6 +286,17 @@ def _run_chunk(task: Any, spec: Any, chunk: list[tuple[dict, str]]) -> list[_Res
 
 
 # --------------------------------------------------------------------------- the results folder
+def completed_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`run` table without its bookkeeping columns (``unit_id``, ``error``), for
+    callers that need every unit: a RuntimeError naming the first failure if a unit failed (the
+    finished units stay in the results folder, so a rerun resumes)."""
+    failed = df[df["error"].notna()] if "error" in df.columns else df.iloc[:0]
+    if len(failed):
+        raise RuntimeError(f"{failed.unit_id.nunique()} unit(s) failed; first ({failed.unit_id.iloc[0]}): "
+                           f"{failed.error.iloc[0]}")
+    return df.drop(columns=["unit_id", "error"], errors="ignore")
+
+
 def read_manifest(out: str | os.PathLike) -> dict:
     """The manifest of results folder ``out`` (FileNotFoundError if it holds no run)."""
     path = Path(out) / MANIFEST

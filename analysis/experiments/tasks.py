@@ -50,6 +50,7 @@ TASKS: dict[str, str] = {
     "adversarial": "analysis.experiments.tasks:ADVERSARIAL",
     "faithfulness": "analysis.experiments.faithfulness",
     "recommendation": "analysis.experiments.recommendation",
+    "stability": "analysis.experiments.stability",
 }
 
 
