@@ -187,6 +187,13 @@ def test_figures_draw_every_explainer_with_its_budget(two):
     assert "<= 300 calls" in ax.get_title() and "2 inputs" in ax.get_title()
     fig = cleann_vs_exhaustive(df)
     assert "1 inputs; same size 100%" in fig.axes[0].get_title()
+    no_truth = df[df.method != "exhaustive"].drop(columns="exhaustive_size")
+    with pytest.raises(ValueError, match="no exhaustive results"):
+        cleann_vs_exhaustive(no_truth)
+    with pytest.raises(ValueError, match="no cleann rows with an exhaustive minimum"):
+        cleann_vs_exhaustive(df, head="all")
+    fig = cleann_vs_exhaustive(no_truth, allow_empty=True)       # the paper figure on tiny fast-mode samples
+    assert not fig.axes[0].axison and "no exhaustive results" in fig.axes[0].texts[0].get_text()
     table = faithfulness.summarize(df)["faithfulness"]
     fig = faithfulness_bars(table)
     assert {b.get_gid() for b in fig.axes[0].patches} == {"bar:cleann[0]", "bar:leave_one_out"}

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
+from analysis.evaluation import summarize_results
 from analysis.experiments import abcd_sentiment as ab
 from analysis.figures import evaluation as fe
 from analysis.figures import paper as pf
@@ -347,6 +348,12 @@ def _figures() -> dict[str, FigureSpec]:
                        run.explanations().query("dataset == 'rotten_tomatoes'"), head=str(run.sizes.explain_heads[0]))),
         FigureSpec("abcd_faithfulness", "ABCD", "every explainer under one call budget: flipped within k tokens, "
                    "censored sentences kept", lambda run: fe.censored_size_curves(run.faithfulness())),
+        FigureSpec("abcd_cleann_vs_exhaustive", "ABCD", "CLEANN's smallest flipping set vs the exhaustive minimum "
+                   "(short sentences)", lambda run: fe.cleann_vs_exhaustive(
+                       run.faithfulness(), head=str(_clip_heads(run.sizes.explain_heads, run.model.n_heads)[0]),
+                       allow_empty=True)),
+        FigureSpec("abcd_faithfulness_bars", "ABCD", "ERASER AOPC comprehensiveness per explainer, 95% intervals",
+                   lambda run: fe.faithfulness_bars(summarize_results(run.faithfulness())["faithfulness"])),
         FigureSpec("abcd_flip_rate", "ABCD", "flip rate by layer and head, CLEANN vs attention baseline",
                    lambda run: pf.flip_rate_grid(run.flip_grid())),
         FigureSpec("abcd_alpha_n_samples", "ABCD", "graph density and CLEANN sets vs alpha and n_samples",

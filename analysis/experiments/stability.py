@@ -1,6 +1,8 @@
-"""Graph stability at dataset scale: for each sentence and head, the raw and the efficient ABCD
-graphs over attention matrices that leave the head's output unchanged
-(:func:`analysis.stability.graph_stability`), as a task for the parallel runner.
+"""Graph stability at dataset scale: raw vs efficient ABCD graphs over output-preserving attentions.
+
+For each sentence and head, the raw and the efficient ABCD graphs over attention matrices that
+leave the head's output unchanged (:func:`analysis.stability.graph_stability`), as a task for the
+parallel runner.
 
 A unit is one sentence; it yields one row per generated ``A'`` and head (``StabilityResult.rows()``
 plus ``text_id``, ``text``, ``dataset``). A sentence whose heads have no null space (``n <= d_head

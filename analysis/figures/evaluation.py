@@ -54,18 +54,30 @@ def censored_size_curves(results: pd.DataFrame, *, explainers: Sequence[str] | N
 
 
 def cleann_vs_exhaustive(results: pd.DataFrame, *, method: str = "cleann", head: str | None = None,
-                         ax: Axes | None = None, seed: int = 0) -> Figure:
+                         ax: Axes | None = None, seed: int = 0, allow_empty: bool = False) -> Figure:
     """Smallest set found by ``method`` (y; "none" when not found within the budget) against the
     true minimum from exhaustive search (x), one dot per input (jittered), on inputs where
-    exhaustive search ran and found a set."""
-    if "exhaustive_size" not in results.columns:
-        raise ValueError("no exhaustive results: run with the 'exhaustive' method on short inputs")
-    sel = results[(results.method == method) & results.exhaustive_size.notna()]
-    if head is not None:
-        sel = sel[sel["head"].astype(str) == str(head)]
-    if sel.empty:
-        raise ValueError(f"no {method} rows with an exhaustive minimum")
+    exhaustive search ran and found a set. Without such inputs: a ValueError, or with
+    ``allow_empty`` an empty panel that says so (tiny fast-mode samples)."""
     import matplotlib.pyplot as plt
+
+    if "exhaustive_size" not in results.columns:
+        sel = results.iloc[:0]
+        why = "no exhaustive results: run with the 'exhaustive' method on short inputs"
+    else:
+        sel = results[(results.method == method) & results.exhaustive_size.notna()]
+        if head is not None:
+            sel = sel[sel["head"].astype(str) == str(head)]
+        why = f"no {method} rows with an exhaustive minimum"
+    if sel.empty:
+        if not allow_empty:
+            raise ValueError(why)
+        with plt.rc_context(RC):
+            ax = _ax(ax, (3.2, 3.0))
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, f"{why}\n(exhaustive search runs on inputs with few candidate tokens)", ha="center",
+                    va="center", fontsize=7, wrap=True, transform=ax.transAxes)
+        return ax.figure
 
     rng = np.random.default_rng(seed)
     x = sel.exhaustive_size.to_numpy(float)
