@@ -228,3 +228,38 @@ def test_units_are_json_unique_and_deterministic(two):
     first = strip(faithfulness.run_unit(two, unit))
     assert first == strip(faithfulness.run_unit(two, unit))             # random search seeded from the id
     assert first[0]["id"] == "x-1" and first[0]["calls"] <= 50
+
+
+def test_per_head_table_counts_each_head_against_its_own_baseline():
+    from analysis.evaluation import per_head_table
+
+    nan = np.nan
+
+    def row(i, method, head, size, cens=nan):
+        return {"id": f"t{i}", "method": method, "head": head, "found": not np.isnan(size), "size": size,
+                "censored_at": cens, "calls": 1}
+
+    rows = []
+    # head "0": CLEANN 2, 3, not found (censored at 4); its attention baseline 5, 3, 1
+    rows += [row(0, "cleann", "0", 2), row(1, "cleann", "0", 3), row(2, "cleann", "0", nan, 4)]
+    rows += [row(0, "attention", "0", 5), row(1, "attention", "0", 3), row(2, "attention", "0", 1)]
+    # head "1" (from another run on the same inputs): CLEANN 1, 1, 1; its baseline 2, not found at 1, 1
+    rows += [row(0, "cleann", "1", 1), row(1, "cleann", "1", 1), row(2, "cleann", "1", 1)]
+    rows += [row(0, "attention", "1", 2), row(1, "attention", "1", nan, 1), row(2, "attention", "1", 1)]
+    # head-free methods: leave-one-out 1, 1, 1; exhaustive minima 1, 1 (input 2 too long: no row)
+    rows += [row(i, "leave_one_out", "", 1) for i in range(3)]
+    rows += [row(0, "exhaustive", "", 1), row(1, "exhaustive", "", 1)]
+    t = per_head_table(pd.DataFrame(rows), against=("attention", "leave_one_out", "random"), n_boot=200)
+    assert list(t["head"]) == ["0", "1"] and list(t.n) == [3, 3]
+    h0, h1 = t.iloc[0], t.iloc[1]
+    # head 0 vs attention: smaller (2<5), equal (3=3), larger (1 found, CLEANN censored at 4 >= 1)
+    assert (h0.attention_smaller, h0.attention_equal, h0.attention_larger, h0.attention_undecided) == (1, 1, 1, 0)
+    # head 1 vs its own baseline: smaller, smaller (baseline censored at 1 >= 1), equal
+    assert (h1.attention_smaller, h1.attention_equal, h1.attention_larger) == (2, 1, 0)
+    assert (h0.leave_one_out_larger, h0.leave_one_out_undecided) == (3, 0) and h1.leave_one_out_equal == 3
+    assert np.isnan(h0.random_smaller)                       # random did not run: NaN, not 0
+    assert h0.found == pytest.approx(2 / 3) and h0.median_size == 3 and h1.median_size == 1
+    # the exhaustive minimum is known on inputs 0 and 1: head 0 reached it on neither, head 1 on both
+    assert (h0.exact_n, h0.exact_size, h1.exact_size) == (2, 0.0, 1.0)
+    with pytest.raises(ValueError, match="no CLEANN rows"):
+        per_head_table(pd.DataFrame(rows[3:6]))

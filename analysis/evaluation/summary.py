@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["bootstrap_ci", "km_median", "compare_censored", "flipped_within", "paired_comparison",
-           "summarize_results", "explainer_label"]
+           "summarize_results", "explainer_label", "per_head_table"]
 
 OUTCOMES = ("smaller", "equal", "larger", "undecided")
 
@@ -141,6 +141,45 @@ def summarize_results(df: pd.DataFrame, *, seed: int = 0, n_boot: int = 2000) ->
     if metric_cols and df[metric_cols].notna().any().any():
         tables["faithfulness"] = _per_explainer(df[df[metric_cols[0]].notna()], metric_cols, seed, n_boot)
     return tables
+
+
+def per_head_table(df: pd.DataFrame, *, against: Sequence[str] = ("attention", "random", "integrated_gradients",
+                                                                   "leave_one_out"),
+                   seed: int = 0, n_boot: int = 2000) -> pd.DataFrame:
+    """One row per CLEANN head (``head`` column: a head index or "all"): the inputs it ran on,
+    its found share and Kaplan-Meier median size (bootstrap 95% intervals), and for each method of
+    ``against`` that ran on the same inputs (per head for head-specific methods such as
+    ``attention`` and ``random``) the smaller / equal / larger / undecided counts and the sign-test
+    p-value (:func:`paired_comparison`); with ``exhaustive`` rows (matched by input ``id``, so they
+    may come from another run on the same inputs), the share of the inputs with a known minimum where
+    CLEANN reached the minimum size (``exact_size``, over ``exact_n`` inputs). Censored inputs are kept everywhere; a comparison that
+    did not run is NaN. Rows are in head order (indices, then "all")."""
+    _check(df)
+    if not (df.method == "cleann").any():
+        raise ValueError("no CLEANN rows: per_head_table compares CLEANN's heads")
+    sizes = _sizes(df[df.method == "cleann"], seed, n_boot).set_index("head")
+    paired = paired_comparison(df[(df.method == "cleann") | df.method.isin(against)], seed=seed)
+    truth = df[(df.method == "exhaustive") & df.found.astype(bool)].drop_duplicates("id").set_index("id")["size"]
+    heads = sorted(sizes.index, key=lambda h: (not str(h).isdigit(), int(h) if str(h).isdigit() else 0, str(h)))
+    rows = []
+    for h in heads:
+        s = sizes.loc[h]
+        row: dict[str, Any] = {"head": h, "n": int(s["n"]), "found": s["found"], "found_low": s["found_low"],
+                               "found_high": s["found_high"], "median_size": s["median_size"],
+                               "median_label": s["median_label"], "median_size_low": s["median_size_low"],
+                               "median_size_high": s["median_size_high"]}
+        ref = paired[paired.reference == explainer_label("cleann", h)] if len(paired) else paired
+        for method in against:
+            hit = ref[ref.other.isin([explainer_label(method, h), method])] if len(ref) else ref
+            for k in (*OUTCOMES, "sign_test_p"):
+                row[f"{method}_{k}"] = hit[k].iloc[0] if len(hit) else np.nan
+        if len(truth):
+            c = df[(df.method == "cleann") & (df["head"] == h) & df["id"].isin(truth.index)]
+            reached = (c["size"].to_numpy(dtype=float) == truth.loc[c["id"]].to_numpy(dtype=float)).astype(float)
+            est, lo, hi = bootstrap_ci(reached, seed=seed, n_boot=n_boot)
+            row.update(exact_n=len(c), exact_size=est, exact_size_low=lo, exact_size_high=hi)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _check(df: pd.DataFrame) -> None:

@@ -18,6 +18,7 @@ from analysis.evaluation import (
     METHODS,
     check_methods,
     evaluate_input,
+    per_head_table,
     seed_of,
     summarize_results,
 )
@@ -85,8 +86,11 @@ def run_unit(model: TracedModel, unit: dict) -> list[dict]:
 def summarize(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Summary tables (name -> tidy DataFrame) with bootstrap 95% intervals; censored rows kept.
     See :func:`analysis.evaluation.summarize_results`; ``exhaustive_subset`` restates the size
-    summary on the inputs where exhaustive search ran."""
+    summary on the inputs where exhaustive search ran; ``per_head`` has one row per CLEANN head
+    (:func:`analysis.evaluation.per_head_table`)."""
     tables = summarize_results(df)
+    if (df.method == "cleann").any():
+        tables["per_head"] = per_head_table(df)
     if "exhaustive_size" in df.columns and df["exhaustive_size"].notna().any():
         sub = df[df["id"].isin(df.loc[df.method == "exhaustive", "id"])]
         tables["exhaustive_subset_sizes"] = summarize_results(sub)["sizes"]
