@@ -1,7 +1,7 @@
 """Stability of ABCD graphs under attention changes that leave the head's output unchanged.
 
 Run: ``python benchmarks/stability.py [--n 100] [--min-tokens 34] [--layer -1] [--heads 0-11]
-[--extremes 1] [--mixtures 1] [--max-minutes 35] [--out benchmarks/out]``.
+[--extremes 1] [--mixtures 1] [--workers 1 | --scheduler ADDRESS] [--results DIR] [--out benchmarks/out]``.
 
 For the default sentiment model (or ``--model``) and the first ``--n`` Rotten Tomatoes test
 sentences with at least ``--min-tokens`` tokens (below 34 tokens the value basis [V, 1] of a
@@ -13,10 +13,20 @@ compares them with the graphs of A. Prints the scope, the share of A' whose skel
 the skeleton SHD / edges mean with a bootstrap 95% CI over sentences (sentence means resampled,
 seed 0), the share whose [CLS] neighbours changed, and the largest logit change when the model
 runs with A' in place of A (``verify``). Writes the tidy table ``stability_rows.csv`` (one row per
-A') and ``stability_summary.csv`` under ``--out`` atomically; the rows file is rewritten after
-every sentence, so a run stopped by ``--max-minutes`` keeps what it measured. Also draws the paper
-figure (``analysis.figures.stability``) to ``stability.png``. ``--from-rows CSV`` skips the measurement
-and reports (tables, summary, figure) from a rows file written earlier.
+A': ``text_id`` = the sentence's position among the chosen ones, ``text`` the sentence,
+``dataset_index`` its row in the test split) and ``stability_summary.csv`` under ``--out``
+atomically. Also draws the paper figure (``analysis.figures.stability``) to ``stability.png``.
+``--from-rows CSV`` skips the measurement and reports (tables, summary, figure) from a rows file
+written earlier (also one of the old format, where ``text`` was the sentence's position).
+
+The sentences run through the experiment runner (``analysis.experiments.run``, task
+``stability``: one unit per sentence, seed 0 for every sentence as before): ``--workers N``
+processes (default 1: in this process) or a Dask cluster (``--scheduler ADDRESS``). Finished
+sentences are kept in the resumable results folder ``--results`` (default
+``<out>/stability_results``): there is no time limit any more (the old ``--max-minutes`` is gone);
+stop a long run with Ctrl-C and start the same command again to continue where it stopped. A
+larger ``--n`` adds sentences to the folder; other heads, layer or A' counts for the sentences
+already there are refused (choose another ``--results``).
 
 Tables only, no pass/fail: the numbers are what they are.
 """
@@ -31,10 +41,10 @@ import pandas as pd
 
 from analysis import load_model
 from analysis.data import load_dataset
-from analysis.experiments import save_table
-from analysis.experiments.stability import summary_table
+from analysis.experiments import run, save_table
+from analysis.experiments.runner import completed_rows
+from analysis.experiments.stability import summary_table, units_for_texts
 from analysis.files import atomic_path
-from analysis.stability import graph_stability
 
 from _tables import table
 
@@ -60,9 +70,13 @@ def main() -> None:
     ap.add_argument("--heads", default=None, help='e.g. "0-11" or "0,3" (default: every head)')
     ap.add_argument("--extremes", type=int, default=1, help="LP extreme points per head")
     ap.add_argument("--mixtures", type=int, default=1, help="convex mixtures per head")
-    ap.add_argument("--max-minutes", type=float, default=None, help="stop after the sentence that passes this")
     ap.add_argument("--no-verify", action="store_true", help="skip the forward pass with A' in place")
     ap.add_argument("--out", default="benchmarks/out")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, help="runner processes (1: in this process)")
+    where.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    ap.add_argument("--results", default=None,
+                    help="runner results folder (resumable: Ctrl-C and rerun continues; default <out>/stability_results)")
     ap.add_argument("--from-rows", default=None, help="report from this stability_rows.csv, measuring nothing")
     args = ap.parse_args()
     out = Path(args.out)
@@ -71,6 +85,8 @@ def main() -> None:
         return
     if args.n < 1:
         raise SystemExit("--n must be >= 1")
+    if args.workers < 1:
+        raise SystemExit("--workers must be >= 1")
     model = load_model() if args.model is None else load_model(args.model)
     heads = parse_heads(args.heads, model.n_heads) if args.heads else list(range(model.n_heads))
     data = load_dataset("rotten_tomatoes", "test")
@@ -83,30 +99,31 @@ def main() -> None:
           f"{len(eligible)} with >= {args.min_tokens} tokens; measuring the first {len(chosen)}; layer {args.layer}, "
           f"heads {heads}; {args.extremes} extreme + {args.mixtures} mixture A' per head (value basis, seed 0)",
           flush=True)
+    results = Path(args.results) if args.results else out / "stability_results"
+    units = units_for_texts([t for _, t, _ in chosen], dataset="rotten_tomatoes",
+                            prefix=f"rotten_tomatoes-test-min{args.min_tokens}", heads=heads, layer=args.layer,
+                            n_extreme=args.extremes, n_mix=args.mixtures, seed=0, verify=not args.no_verify)
     t0 = time.time()
-    rows: list[dict] = []
-    rows_path = out / "stability_rows.csv"
-    for k, (idx, text, n) in enumerate(chosen):
-        trace = model.trace(text)
-        for h in heads:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                r = graph_stability(model, text, layer=args.layer, head=h, n_extreme=args.extremes,
-                                    n_mix=args.mixtures, seed=0, trace=trace, verify=not args.no_verify)
-            for row in r.rows():
-                row.update(text=k, dataset_index=idx)
-                rows.append(row)
-        save_table(pd.DataFrame(rows), rows_path)
-        minutes = (time.time() - t0) / 60
-        print(f"sentence {k + 1}/{len(chosen)} (n={n}): {minutes:.1f} min", flush=True)
-        if args.max_minutes is not None and minutes > args.max_minutes and k + 1 < len(chosen):
-            print(f"stopping: --max-minutes {args.max_minutes} passed after {k + 1} sentences", flush=True)
-            break
-    report(pd.DataFrame(rows), out, time.time() - t0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = run("stability", units, model=model, workers=args.workers, scheduler=args.scheduler, out=results,
+                 settings={"model": args.model, "min_tokens": args.min_tokens, **units[0]["settings"]})
+    print(f"stability: {len(units)} sentences, {df.attrs['computed']} computed, {df.attrs['reused']} reused from "
+          f"{results}", flush=True)
+    df = completed_rows(df)
+    if df.empty or "text_id" not in df.columns:
+        raise SystemExit(f"no stability rows: none of the {len(chosen)} sentences has a null space (raise --min-tokens)")
+    positions = [idx for idx, _, _ in chosen]
+    df.insert(df.columns.get_loc("text") + 1, "dataset_index", [positions[k] for k in df.text_id])
+    save_table(df, out / "stability_rows.csv")
+    report(df, out, time.time() - t0)
 
 
 def report(df: pd.DataFrame, out: Path, seconds: float | None) -> None:
-    """Print the tables, write the summary CSV and the figure under ``out``."""
+    """Print the tables, write the summary CSV and the figure under ``out``. Sentences are told
+    apart by ``text_id`` (the task's rows) or, in rows of the old format, by ``text``."""
+    if "text_id" in df.columns:                 # the sentence string is not needed here
+        df = df.assign(text=df["text_id"])
     summary = summary_table(df)
     save_table(summary, out / "stability_summary.csv")
     print(f"\nscope: {df.text.nunique()} sentences (tokens {df.n.min()}-{df.n.max()}, median "

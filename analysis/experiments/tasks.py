@@ -14,6 +14,8 @@ Registry entries are ``"package.module"`` (a module with that contract) or
 existing experiments: "explanations" (CLEANN vs attention per sentence, layer and head),
 "graph_sweep" (graph density over alpha x n_samples), "efficient" (nullity and the outputs
 under efficient / null-space edits) and "adversarial" (adversaries vs efficient attention).
+Task modules: "faithfulness", "recommendation", "stability", "sensitivity" (head ablations per
+sentence) and "sensitivity_adversarial" (adversaries on chosen heads, in the sensitivity module).
 """
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ TASKS: dict[str, str] = {
     "faithfulness": "analysis.experiments.faithfulness",
     "recommendation": "analysis.experiments.recommendation",
     "stability": "analysis.experiments.stability",
+    "sensitivity": "analysis.experiments.sensitivity",
+    "sensitivity_adversarial": "analysis.experiments.sensitivity:ADVERSARIAL",
 }
 
 
