@@ -23,15 +23,22 @@
 # | --- | --- |
 # | `abcd_example_graphs` | learned PAGs of example sentences, CLEANN and attention-baseline sets |
 # | `abcd_explanation_sizes` | explanation-set size, CLEANN vs the attention baseline |
+# | `abcd_faithfulness` | every explainer under one call budget: flipped within k tokens, censored sentences kept |
+# | `abcd_cleann_vs_exhaustive` | CLEANN's smallest flipping set vs the exhaustive minimum (short sentences) |
+# | `abcd_faithfulness_bars` | ERASER AOPC comprehensiveness per explainer, 95% intervals |
 # | `abcd_flip_rate` | flip rate by layer and head |
 # | `abcd_alpha_n_samples` | graph density and CLEANN sets vs alpha and n_samples |
+# | `abcd_stability` | raw vs efficient ABCD graphs over attentions with the same output |
 # | `efficient_nullity_length` | nullity of every head vs sequence length |
 # | `efficient_heatmaps` | raw vs efficient vs null attention for the same heads |
 # | `efficient_adversarial` | adversaries' JSD vs efficient distance; efficient share vs random attention |
 # | `efficient_wasserstein` | W1 between prediction distributions per edit |
 #
-# **Run time.** Full mode (the default; the sizes of `02_abcd_sentiment` and `04_efficient_attention`) took 32 minutes end to end on
-# a 2-core CPU (one thread). **Fast mode** (`ATTNLAB_FAST=1`, about a minute and a half) uses tiny samples and writes to `figures/fast/` instead,
+# **Run time.** Full mode (the default; the sizes of `02_abcd_sentiment` and `04_efficient_attention`) took 23 minutes end to end
+# with `WORKERS = 2` on a 2-core CPU (papermill `-p WORKERS 2`, load average 2-4: other jobs shared the machine), including the
+# 30-sentence faithfulness evaluation (8 min) and the 20-sentence x 12-head stability table (38 s). The tables the earlier
+# 32-minute run in one process had (explanations 351 s, flip grid 170 s, sweep 64 s, efficient runs 63 s, adversaries 197 s) took
+# 14 minutes of it. **Fast mode** (`ATTNLAB_FAST=1`, about a minute and a half) uses tiny samples and writes to `figures/fast/` instead,
 # so it never overwrites full-size figures. From a shell: `python -m analysis.figures --all --out figures/ [--fast]`.
 
 # %% tags=["parameters"]
