@@ -319,3 +319,40 @@ def test_command_without_dataset_is_refused_when_the_task_has_no_default(tmp_pat
         main(["run", "explanations", "--n", "1", "--out", str(tmp_path / "x")])
     assert "needs --dataset" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_summarize_several_folders_together(tmp_path, monkeypatch, capsys):
+    from analysis.experiments import tasks
+    from analysis.experiments.__main__ import main
+    from analysis.experiments.runner import summarize
+
+    monkeypatch.setitem(tasks.TASKS, "toy", "tests.test_runner:TOY")
+    monkeypatch.setitem(tasks.TASKS, "toy2", "tests.test_runner:TOY2")
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    run(TOY, toy_units(4), workers=1, model=W, out=a, progress=False)
+    run(TOY, toy_units(6)[4:], workers=1, model=W, out=b, progress=False)     # more units, another folder
+    both = summarize(a, b, into=tmp_path / "both")["means"]
+    alone = run(TOY, toy_units(6), workers=1, model=W, progress=False)
+    want = toy_summarize(alone.drop(columns=["unit_id", "error"]))["means"]
+    pd.testing.assert_frame_equal(both, want)
+    assert (tmp_path / "both" / "means.csv").exists()
+    assert not (a / "summary").exists() and not (b / "summary").exists()    # several folders: only --into
+    summarize(a, b, write=True)
+    assert not (a / "summary").exists()
+    run(TOY2, toy_units(2), workers=1, model=W, out=c, progress=False)
+    with pytest.raises(ValueError, match="another task"):
+        summarize(a, c)
+    run(TOY, toy_units(2), workers=1, model=W * 2, out=tmp_path / "d", progress=False)
+    with pytest.raises(ValueError, match="another model"):
+        summarize(a, tmp_path / "d")
+    assert main(["summarize", str(a), str(b)]) == 0
+    printed = capsys.readouterr().out
+    assert "== means\n" in printed and "summary/means.csv" not in printed
+
+
+def test_faithfulness_summary_refuses_overlapping_runs():
+    from analysis.experiments.faithfulness import summarize as fsum
+
+    row = {"id": "t0", "method": "cleann", "head": "0", "found": True, "size": 1.0, "censored_at": np.nan}
+    with pytest.raises(ValueError, match="repeat an input, method and head"):
+        fsum(pd.DataFrame([row, row]))

@@ -5,6 +5,7 @@
         --scheduler tcp://head-node:8786 --set max_tokens=256
     python -m analysis.experiments status results/rt          # done / missing / failed units
     python -m analysis.experiments summarize results/rt       # summary tables -> results/rt/summary/*.csv
+    python -m analysis.experiments summarize results/rt results/rt-heads --into results/both   # two runs together
 
 Running ``run`` again on the same folder resumes: only missing and failed units are computed;
 different settings, model or task are refused. ``--set key=value`` passes a task setting
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ids", action="store_true", help="also list the failed and missing unit ids")
     m = sub.add_parser("summarize", help="write the task's summary tables (CSV) and print them")
     m.add_argument("out")
+    m.add_argument("more", nargs="*", help="more folders of the same task and model, summarised together with OUT")
+    m.add_argument("--into", default=None, help="folder for the CSV tables (default OUT/summary; with several "
+                                                "folders: not written unless given)")
     return parser
 
 
@@ -122,12 +126,14 @@ def main(argv: list[str] | None = None) -> int:
                     if st[key]:
                         print(f"{key}: {' '.join(st[key])}")
             return 0
-        tables = runner.summarize(args.out)
+        tables = runner.summarize(args.out, *args.more, into=args.into)
         import pandas as pd
 
+        where = args.into or (f"{args.out}/summary" if not args.more else None)
         with pd.option_context("display.width", 160, "display.max_columns", 30):
             for name, table in tables.items():
-                print(f"== {name} ({args.out}/summary/{name}.csv)\n{table.to_string(index=False)}\n")
+                place = f" ({where}/{name}.csv)" if where else ""
+                print(f"== {name}{place}\n{table.to_string(index=False)}\n")
         return 0
     except (FileNotFoundError, FileExistsError, ValueError, ConnectionError, RuntimeError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -87,7 +87,13 @@ def summarize(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Summary tables (name -> tidy DataFrame) with bootstrap 95% intervals; censored rows kept.
     See :func:`analysis.evaluation.summarize_results`; ``exhaustive_subset`` restates the size
     summary on the inputs where exhaustive search ran; ``per_head`` has one row per CLEANN head
-    (:func:`analysis.evaluation.per_head_table`)."""
+    (:func:`analysis.evaluation.per_head_table`). Rows of several runs on the same inputs may be
+    concatenated first (other heads or methods); the same input, method and head twice is refused."""
+    twice = df.duplicated(["id", "method", "head"], keep=False)
+    if twice.any():
+        first = df.loc[twice].iloc[0]
+        raise ValueError(f"{int(twice.sum())} rows repeat an input, method and head (first: {first['id']}, "
+                         f"{first['method']}, head {first['head']!r}): summarise overlapping runs separately")
     tables = summarize_results(df)
     if (df.method == "cleann").any():
         tables["per_head"] = per_head_table(df)

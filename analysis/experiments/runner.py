@@ -387,21 +387,36 @@ def status(out: str | os.PathLike) -> dict[str, Any]:
     return {"task": manifest["task"], "done": done, "failed": failed, "missing": missing, "manifest": manifest}
 
 
-def summarize(out: str | os.PathLike, *, write: bool = True) -> dict[str, pd.DataFrame]:
+def summarize(out: str | os.PathLike, *more: str | os.PathLike, write: bool = True,
+              into: str | os.PathLike | None = None) -> dict[str, pd.DataFrame]:
     """The task's summary tables of results folder ``out`` (failed units left out); with
-    ``write``, each is saved atomically as ``out/summary/<name>.csv``."""
+    ``write``, each is saved atomically as ``<into>/<name>.csv`` (default ``into``: ``out/summary``).
+
+    ``more`` folders of the same task and model (e.g. a second run on the same inputs with other
+    heads) are summarised together with ``out``: their rows are concatenated first (a ValueError
+    names a folder of another task or model). With several folders nothing is written unless
+    ``into`` is given."""
     from analysis.experiments.common import save_table
     from analysis.experiments.tasks import get_task
 
-    manifest = read_manifest(out)
-    task = get_task(manifest["task"])
-    df = load_results(out, include_failed=False).drop(columns=["unit_id", "error"])
+    folders = [Path(out), *map(Path, more)]
+    manifests = [read_manifest(f) for f in folders]
+    first = manifests[0]
+    for f, m in zip(folders[1:], manifests[1:]):
+        for key, what in (("task", "task"), ("model", "model")):
+            if m.get(key) != first.get(key):
+                raise ValueError(f"{f} holds results of another {what} than {folders[0]} "
+                                 f"({m.get(key)!r} != {first.get(key)!r}): summarise them separately")
+    task = get_task(first["task"])
+    frames = [load_results(f, include_failed=False).drop(columns=["unit_id", "error"]) for f in folders]
+    df = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
     if df.empty:
-        raise ValueError(f"{out} has no finished units to summarise yet")
+        raise ValueError(f"{', '.join(map(str, folders))}: no finished units to summarise yet")
     tables = task.summarize(df) if task.summarize else {"results": df}
-    if write:
+    target = Path(into) if into is not None else (folders[0] / "summary" if len(folders) == 1 else None)
+    if write and target is not None:
         for name, table in tables.items():
-            save_table(table, Path(out) / "summary" / f"{name}.csv")
+            save_table(table, target / f"{name}.csv")
     return tables
 
 
