@@ -263,3 +263,25 @@ def test_per_head_table_counts_each_head_against_its_own_baseline():
     assert (h0.exact_n, h0.exact_size, h1.exact_size) == (2, 0.0, 1.0)
     with pytest.raises(ValueError, match="no CLEANN rows"):
         per_head_table(pd.DataFrame(rows[3:6]))
+
+
+def test_per_head_table_on_the_same_inputs_and_its_figure():
+    from analysis.evaluation import per_head_table
+    from analysis.figures.evaluation import per_head_outcomes
+
+    def row(i, method, head, size):
+        return {"id": f"t{i}", "method": method, "head": head, "found": True, "size": size, "censored_at": np.nan}
+
+    # head "0" ran on 4 inputs, head "1" on the first 2 only (a shorter run)
+    rows = [row(i, "cleann", "0", 1) for i in range(4)] + [row(i, "attention", "0", 2) for i in range(4)]
+    rows += [row(i, "cleann", "1", 3) for i in range(2)] + [row(i, "attention", "1", 2) for i in range(2)]
+    df = pd.DataFrame(rows)
+    assert list(per_head_table(df, n_boot=50).n) == [4, 2]
+    t = per_head_table(df, same_inputs=True, n_boot=50)
+    assert list(t.n) == [2, 2] and list(t.attention_smaller) == [2, 0] and list(t.attention_larger) == [0, 2]
+    fig = per_head_outcomes(t)
+    bars = {p.get_gid(): p for p in fig.axes[0].patches}
+    assert bars["bar:0:smaller"].get_height() == 1.0 and bars["bar:1:larger"].get_height() == 1.0
+    assert bars["bar:1:smaller"].get_height() == 0.0 and "2 inputs per head" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="needs columns"):
+        per_head_outcomes(t, against="rollout")

@@ -145,7 +145,7 @@ def summarize_results(df: pd.DataFrame, *, seed: int = 0, n_boot: int = 2000) ->
 
 def per_head_table(df: pd.DataFrame, *, against: Sequence[str] = ("attention", "random", "integrated_gradients",
                                                                    "leave_one_out"),
-                   seed: int = 0, n_boot: int = 2000) -> pd.DataFrame:
+                   same_inputs: bool = False, seed: int = 0, n_boot: int = 2000) -> pd.DataFrame:
     """One row per CLEANN head (``head`` column: a head index or "all"): the inputs it ran on,
     its found share and Kaplan-Meier median size (bootstrap 95% intervals), and for each method of
     ``against`` that ran on the same inputs (per head for head-specific methods such as
@@ -153,10 +153,16 @@ def per_head_table(df: pd.DataFrame, *, against: Sequence[str] = ("attention", "
     p-value (:func:`paired_comparison`); with ``exhaustive`` rows (matched by input ``id``, so they
     may come from another run on the same inputs), the share of the inputs with a known minimum where
     CLEANN reached the minimum size (``exact_size``, over ``exact_n`` inputs). Censored inputs are kept everywhere; a comparison that
-    did not run is NaN. Rows are in head order (indices, then "all")."""
+    did not run is NaN. Rows are in head order (indices, then "all"). ``same_inputs``: only the
+    inputs on which every CLEANN head ran (heads from runs of different lengths compared on the
+    same inputs)."""
     _check(df)
     if not (df.method == "cleann").any():
         raise ValueError("no CLEANN rows: per_head_table compares CLEANN's heads")
+    if same_inputs:
+        c = df[df.method == "cleann"]
+        ran = c.groupby("id")["head"].nunique()
+        df = df[df["id"].isin(ran.index[ran == c["head"].nunique()])]
     sizes = _sizes(df[df.method == "cleann"], seed, n_boot).set_index("head")
     paired = paired_comparison(df[(df.method == "cleann") | df.method.isin(against)], seed=seed)
     truth = df[(df.method == "exhaustive") & df.found.astype(bool)].drop_duplicates("id").set_index("id")["size"]

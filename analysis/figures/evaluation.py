@@ -1,5 +1,5 @@
 """Figures of the explanation evaluation (``analysis.evaluation``): censored size curves, CLEANN vs
-the exhaustive minimum, faithfulness bars with intervals. Each takes result tables and an
+the exhaustive minimum, faithfulness bars with intervals, CLEANN per head against a baseline. Each takes result tables and an
 optional ``ax`` and returns the Figure; every title states n and the budget."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from analysis.evaluation.summary import explainer_label, flipped_within
 from analysis.figures.style import PALETTE, RC
 
-__all__ = ["censored_size_curves", "cleann_vs_exhaustive", "faithfulness_bars"]
+__all__ = ["censored_size_curves", "cleann_vs_exhaustive", "faithfulness_bars", "per_head_outcomes"]
 
 
 def _ax(ax: Axes | None, size: tuple[float, float]) -> Axes:
@@ -116,4 +116,44 @@ def faithfulness_bars(table: pd.DataFrame, *, metric: str = "aopc_comp", ax: Axe
         ax.set_xticks(x, table.explainer, rotation=60, ha="right", fontsize=6)
         ax.set_ylabel(metric.replace("_", " "))
         ax.set_title(f"n = {int(table.n.max())} inputs per bar, 95% bootstrap intervals", fontsize=8)
+    return ax.figure
+
+
+#: colours of the paired outcomes (CLEANN smaller / equal / larger / undecided)
+OUTCOME_COLOURS = {"smaller": PALETTE[2], "equal": "#bbbbbb", "larger": PALETTE[3], "undecided": "#eeeeee"}
+
+
+def per_head_outcomes(table: pd.DataFrame, *, against: str = "attention", ax: Axes | None = None) -> Figure:
+    """One stacked bar per CLEANN head (rows of :func:`analysis.evaluation.per_head_table`): the
+    share of the head's inputs on which CLEANN's smallest flipping set was smaller / equal /
+    larger than ``against``'s (per head for head-specific methods) or undecided (censoring);
+    undecided inputs are drawn, never dropped, and the title gives the inputs per head."""
+    cols = [f"{against}_{k}" for k in OUTCOME_COLOURS]
+    missing = [c for c in ("head", "n", *cols) if c not in table.columns]
+    if missing:
+        raise ValueError(f"the table needs columns {missing} (analysis.evaluation.per_head_table(..., "
+                         f"against=[{against!r}, ...]))")
+    rows = table[table[cols].notna().all(axis=1)]
+    if rows.empty:
+        raise ValueError(f"no head was compared with {against!r}")
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(RC):
+        ax = _ax(ax, (max(3.2, 0.35 * len(rows) + 1.2), 3.0))
+        x = np.arange(len(rows))
+        bottom = np.zeros(len(rows))
+        for outcome, colour in OUTCOME_COLOURS.items():
+            v = rows[f"{against}_{outcome}"].to_numpy(float) / rows["n"].to_numpy(float)
+            bars = ax.bar(x, v, bottom=bottom, color=colour, edgecolor="#777", linewidth=0.4, label=outcome)
+            for b, h in zip(bars, rows["head"]):
+                b.set_gid(f"bar:{h}:{outcome}")
+            bottom += v
+        ax.set_xticks(x, [str(h) for h in rows["head"]])
+        ax.set_xlabel("CLEANN head (last layer)")
+        ax.set_ylabel("share of inputs")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=6, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+        n = rows["n"].astype(int)
+        span = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+        ax.set_title(f"CLEANN vs {against}: smaller / equal / larger / undecided ({span} inputs per head)", fontsize=8)
     return ax.figure
