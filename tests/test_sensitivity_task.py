@@ -131,3 +131,20 @@ def test_adversarial_skipped_search_is_recorded(tiny_bert, monkeypatch):
     assert np.isnan(row["jsd_all"]) and row["k"] == 3 and row["constraint"] == "tvd"
     with pytest.raises(ValueError, match="every search was skipped"):
         se.adversarial_table(pd.DataFrame([row]))
+
+
+def test_command_with_a_model_folder_makes_the_units_with_that_model(tmp_path, capsys):
+    """``run sensitivity --model FOLDER``: the units count tokens with FOLDER's model (the one they run
+    on), not with the default model, so none fails on a mismatch."""
+    from analysis.experiments.__main__ import main
+    from tests.helpers import tiny_hf_model, tokenizer
+
+    folder = tmp_path / "tiny"
+    tiny_hf_model("bert").save_pretrained(folder)
+    tokenizer().save_pretrained(folder)
+    out = tmp_path / "sens"
+    assert main(["run", "sensitivity", "--dataset", "rotten_tomatoes", "--n", "2", "--out", str(out),
+                 "--workers", "1", "--model", str(folder), "--no-progress"]) == 0
+    assert "2 computed" in capsys.readouterr().out
+    df = load_results(out)
+    assert df["error"].isna().all() and len(df) > 0

@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import inspect
+
     from analysis.experiments.runner import run
     from analysis.experiments.tasks import get_task
 
@@ -90,13 +92,14 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.dataset is not None:
         settings["dataset"] = args.dataset
     else:
-        import inspect
-
         param = inspect.signature(task.make_units).parameters.get("dataset")
         if param is not None and param.default is inspect.Parameter.empty:
             parser.error(f"task {task.name!r} needs --dataset (it has no default dataset)")
+    made_with = dict(settings)
+    if args.model is not None and "model" in inspect.signature(task.make_units).parameters:
+        made_with["model"] = args.model  # e.g. sensitivity counts tokens with the model its units run on
     try:
-        units = task.make_units(**settings)
+        units = task.make_units(**made_with)
     except TypeError as e:
         parser.error(f"bad setting for task {task.name!r}: {e}")
     if args.model is not None:
