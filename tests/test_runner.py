@@ -310,6 +310,9 @@ def test_command_help_run_status_summarize(tmp_path, capsys):
     assert (w.examples == 3).all() and len(w) == 4
     assert main([*args, "--set", "max_tokens=30"]) == 2
     assert "differing: max_tokens" in capsys.readouterr().err
+    assert main([*args[1:], "--set", "max_tokens=20"]) == 0            # "TASK ...": run, then summarize
+    printed = capsys.readouterr().out
+    assert "0 computed, 3 already done" in printed and f"== wasserstein ({out}/summary/wasserstein.csv)" in printed
 
 
 def test_command_without_dataset_is_refused_when_the_task_has_no_default(tmp_path, capsys):

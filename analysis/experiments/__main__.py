@@ -6,6 +6,7 @@
     python -m analysis.experiments status results/rt          # done / missing / failed units
     python -m analysis.experiments summarize results/rt       # summary tables -> results/rt/summary/*.csv
     python -m analysis.experiments summarize results/rt results/rt-heads --into results/both   # two runs together
+    python -m analysis.experiments faithfulness --dataset rotten_tomatoes --n 300 --out results/faith   # run, then summarize
 
 Running ``run`` again on the same folder resumes: only missing and failed units are computed;
 different settings, model or task are refused. ``--set key=value`` passes a task setting
@@ -112,14 +113,36 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 1 if a["failed"] else 0
 
 
+def _print_summary(out: str, more: list[str], into: str | None) -> None:
+    import pandas as pd
+
+    from analysis.experiments import runner
+
+    tables = runner.summarize(out, *more, into=into)
+    where = into or (f"{out}/summary" if not more else None)
+    with pd.option_context("display.width", 160, "display.max_columns", 30):
+        for name, table in tables.items():
+            place = f" ({where}/{name}.csv)" if where else ""
+            print(f"== {name}{place}\n{table.to_string(index=False)}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``run`` / ``status`` / ``summarize``; ``TASK ...`` (a task name first) is ``run TASK ...`` followed by
+    ``summarize`` of its folder."""
+    from analysis.experiments.tasks import TASKS
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    shorthand = bool(argv) and argv[0] in TASKS
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(["run", *argv] if shorthand else argv)
     from analysis.experiments import runner
 
     try:
         if args.command == "run":
-            return _run(args, parser)
+            code = _run(args, parser)
+            if shorthand:
+                _print_summary(args.out, [], None)
+            return code
         if args.command == "status":
             st = runner.status(args.out)
             print(f"task {st['task']}: {len(st['done'])} done, {len(st['missing'])} missing, "
@@ -129,14 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                     if st[key]:
                         print(f"{key}: {' '.join(st[key])}")
             return 0
-        tables = runner.summarize(args.out, *args.more, into=args.into)
-        import pandas as pd
-
-        where = args.into or (f"{args.out}/summary" if not args.more else None)
-        with pd.option_context("display.width", 160, "display.max_columns", 30):
-            for name, table in tables.items():
-                place = f" ({where}/{name}.csv)" if where else ""
-                print(f"== {name}{place}\n{table.to_string(index=False)}\n")
+        _print_summary(args.out, args.more, args.into)
         return 0
     except (FileNotFoundError, FileExistsError, ValueError, ConnectionError, RuntimeError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
