@@ -359,3 +359,61 @@ def test_faithfulness_summary_refuses_overlapping_runs():
     row = {"id": "t0", "method": "cleann", "head": "0", "found": True, "size": 1.0, "censored_at": np.nan}
     with pytest.raises(ValueError, match="repeat an input, method and head"):
         fsum(pd.DataFrame([row, row]))
+
+
+# --------------------------------------------------------------------------- one GPU per worker
+def _hold_gpu(slots: str, n: int, conn) -> None:
+    from analysis.experiments.runner import _claim_gpu
+
+    conn.send((_claim_gpu(n, slots), _claim_gpu(n, slots), os.getpid()))   # the same process keeps its GPU
+    time.sleep(300)                                                         # holds it until killed
+
+
+def test_each_worker_process_claims_its_own_gpu_and_a_dead_one_frees_it(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    started = []
+
+    def start():
+        here, there = ctx.Pipe()
+        p = ctx.Process(target=_hold_gpu, args=(str(tmp_path), 2, there))
+        p.start()
+        started.append(p)
+        assert here.poll(60), "the worker did not answer"
+        first, again, pid = here.recv()
+        assert first == again
+        return p, first, pid
+
+    try:
+        a, ga, _ = start()
+        b, gb, _ = start()
+        assert {ga, gb} == {0, 1}                      # two workers, two GPUs: one each
+        c, gc, pc = start()
+        assert gc == pc % 2                            # a third shares, by process id
+        os.kill(a.pid, signal.SIGKILL)                 # a killed worker frees its GPU
+        a.join(10)
+        d, gd, _ = start()
+        assert gd == ga
+    finally:
+        for p in started:                              # no shared Event: a killed waiter would hang it
+            p.kill()
+            p.join(10)
+
+
+def test_pick_device_spreads_cuda_only(monkeypatch, tmp_path):
+    import tempfile
+
+    import torch
+
+    from analysis.experiments import runner
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(runner, "_GPU_SLOT", [])
+    assert runner._pick_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert runner._pick_device("cuda:0") == "cuda:0"                 # one GPU: as given
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert runner._pick_device("cuda:0") == "cuda:0" == runner._pick_device("cuda")   # first free slot, kept
+    assert (tmp_path / "attnlab-gpu-slots" / "gpu-0.lock").exists()
+    runner._GPU_SLOT[0][1].close()

@@ -15,8 +15,10 @@ A unit that raises is retried once, then stored as a failed row (``error``); a r
 recomputes failed and missing units only.
 
 Devices: the model stays on the device it was loaded on (in-process, the object itself). A
-CUDA model sent to worker processes lands, on a machine with several GPUs, on
-``cuda:{pid % n_gpus}`` in each worker (simple, not balanced; untested here: no GPU).
+model on ``cuda`` sent to worker processes lands, on a machine with several GPUs, on one GPU per
+worker: each worker claims the first GPU no other worker on the machine holds (a lock file per
+GPU, released when the worker ends or dies; more workers than GPUs share them by process id).
+Tested with the GPU count mocked; not run on a machine with several GPUs.
 Batching model calls inside a unit is the task's business.
 """
 from __future__ import annotations
@@ -135,13 +137,44 @@ _LOADED: dict[str, Any] = {}          # per worker process: fingerprint -> model
 _LOCK = threading.Lock()
 
 
+_GPU_SLOT: list[Any] = []            # per worker process: (index, open lock file) of the GPU it holds
+
+
+def _claim_gpu(n_gpus: int, slots: str | os.PathLike | None = None) -> int:
+    """The index of a GPU no other worker process on this machine holds: the first of
+    ``gpu-0.lock`` ... ``gpu-{n-1}.lock`` (in ``slots``, default a folder in the temp dir) that this
+    process can lock. The lock is held until the process ends, and the OS drops it when the
+    process dies, so a killed worker frees its GPU. With more workers than GPUs (or without
+    ``fcntl``), the process id picks one (``pid % n_gpus``). The same process keeps its GPU."""
+    if _GPU_SLOT:
+        return _GPU_SLOT[0][0]
+    try:
+        import fcntl
+    except ImportError:              # Windows: no advisory locks here
+        return os.getpid() % n_gpus
+    folder = Path(slots) if slots is not None else Path(tempfile.gettempdir()) / "attnlab-gpu-slots"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n_gpus):
+        f = open(folder / f"gpu-{i}.lock", "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _GPU_SLOT.append((i, f))
+        return i
+    return os.getpid() % n_gpus
+
+
 def _pick_device(device: str) -> str:
-    """In a worker: a CUDA device spread over the GPUs (``cuda:{pid % n_gpus}``); others as given."""
+    """In a worker: a CUDA device (``cuda``, ``cuda:0``, ...: a model's device always names an
+    index) on a machine with several GPUs becomes one GPU per worker (:func:`_claim_gpu`); other
+    devices stay as given."""
     if not device.startswith("cuda"):
         return device
     import torch
     n = torch.cuda.device_count()
-    return f"cuda:{os.getpid() % n}" if n > 1 else device
+    return f"cuda:{_claim_gpu(n)}" if n > 1 else device
 
 
 def model_dataset(fingerprint: str) -> str:
