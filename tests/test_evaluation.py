@@ -112,6 +112,23 @@ def test_random_search_keeps_its_budget_and_seed(two):
     assert full.sets == ((2, 6),)
 
 
+def test_random_search_with_quotas_is_censored_where_its_quota_ends(two):
+    """Random search proposes its quota at each size: when that is spent without a flip, it found
+    nothing up to the last size with a quota (CLEANN's rule), so a CLEANN set of that size is smaller.
+    The old rule (only sizes whose every subset was checked) left it censored at 0: never smaller."""
+    quotas = {1: 4, 2: 1}                                          # one pair of 45: (2, 6) is unlikely
+    r = run_method("random", two, TEXT, Budget(100), calls_by_size=quotas, seed=3)
+    assert not r.found and r.calls == 5 and r.stopped == "calls"
+    assert r.searched_size == 2 and r.censored_at == 2
+    cleann = run_method("cleann", two, TEXT, Budget(None), head=0, n_samples=1e12)
+    assert cleann.size == 2
+    assert compare_censored(cleann.size, cleann.censored_at, math.nan, r.censored_at) == "smaller"
+    partial = run_method("random", two, TEXT, Budget(3), calls_by_size=quotas, seed=3)   # the budget cuts size 1
+    assert partial.calls == 3 and partial.searched_size == 0
+    gap = run_method("random", two, TEXT, Budget(100), calls_by_size={1: 0, 2: 1}, seed=3)
+    assert gap.searched_size == (0 if gap.found else 2)             # a quota of 0 proposes nothing at size 1
+
+
 def test_km_median_and_paired_comparison_on_known_values():
     nan, inf = np.nan, math.inf
     assert km_median(np.array([1, 2, 3, nan]), np.array([nan, nan, nan, 5])) == 2     # S(2) = 3/4 * 2/3

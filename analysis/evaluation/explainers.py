@@ -190,7 +190,14 @@ def _subset_search(check: _Checker, by_size: Callable[[int, int | None], list[tu
     """Check sets size by size (``by_size(k, quota)`` lists them; None: none left) until some
     flip: (sets, size, stopped, searched_size). Without ``quotas`` an incomplete size (the call
     budget ran out) ends the search; with ``quotas`` ({k: sets of size k}, random search's
-    share of CLEANN's calls) every size gets its quota."""
+    share of CLEANN's calls) every size gets its quota.
+
+    ``searched_size`` follows CLEANN's rule (:class:`analysis.abcd.Explanation`): every set this
+    search proposes up to that size was checked. Without quotas a size is complete when all its
+    subsets were checked; with quotas the search proposes exactly its quota at each size, so a
+    size whose quota was checked is complete. (Counting only sizes whose every subset was checked
+    made random search's "not found" censored below any size CLEANN found a set at, so a paired
+    comparison could never call CLEANN smaller.)"""
     left = budget.max_calls
     limit = n_candidates if budget.max_set_size is None else min(budget.max_set_size, n_candidates)
     if quotas is not None:
@@ -203,11 +210,12 @@ def _subset_search(check: _Checker, by_size: Callable[[int, int | None], list[tu
         if quota is not None and quota <= 0:
             if quotas is None or left is not None and left <= 0:
                 return (), None, "calls", searched
+            searched = k if searched == k - 1 else searched      # a quota of 0 proposes nothing here
             continue
         sets = by_size(k, quota)
         if sets is None:
             return (), None, "exhausted", searched
-        complete = len(sets) == math.comb(n_candidates, k)
+        complete = len(sets) == math.comb(n_candidates, k) or (quotas is not None and len(sets) >= quotas.get(k, 0))
         searched = k if complete and searched == k - 1 else searched
         hits: list[tuple[int, ...]] = []
         for s in range(0, len(sets), abcd.CHUNK):
