@@ -265,9 +265,11 @@ def test_runner_in_process_and_joblib_give_the_same_table(tiny_rec):
     task = get_task("recommendation")
     local = run(task, units, workers=1, model=rec, progress=False)
     pooled = run(task, units, workers=2, model=rec, progress=False, chunk_size=1)
-    # floats to 1e-6: IG's convergence delta is float noise (~1e-8) that depends on torch's thread
-    # count (workers run one thread); sizes, sets, calls and every count must be equal
-    pd.testing.assert_frame_equal(_stable(local), _stable(pooled), atol=1e-6)
+    # IG's convergence delta is float noise (~1e-8) that depends on torch's thread count (workers
+    # run one thread): it alone is compared to 1e-6; every other column as before
+    noise = "extra_convergence_delta"
+    pd.testing.assert_frame_equal(_stable(local).drop(columns=noise), _stable(pooled).drop(columns=noise))
+    pd.testing.assert_series_equal(local[noise], pooled[noise], atol=1e-6)
     assert local["error"].isna().all()
     expl = local[local.kind == "explanation"]
     n_methods = 4 * 2 + 4 + 1                                # head methods x 2 heads, 4 others, exhaustive
