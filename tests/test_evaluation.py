@@ -302,3 +302,48 @@ def test_per_head_table_on_the_same_inputs_and_its_figure():
     assert bars["bar:1:smaller"].get_height() == 0.0 and "2 inputs per head" in fig.axes[0].get_title()
     with pytest.raises(ValueError, match="needs columns"):
         per_head_outcomes(t, against="rollout")
+
+
+def test_remembered_checks_give_the_same_rows_with_fewer_forward_passes(two):
+    """Sharing removal checks across methods changes no result (an independent run without
+    memory is the reference) and runs fewer perturbed inputs than the methods' calls add up to."""
+    bert = tiny_model("bert")
+    for model, text in ((two, TEXT), (bert, "a gripping film that never lets go of you")):
+        kw = dict(budget=Budget(60), heads=(0, 1, "all"), methods=["cleann", "attention", "random", "leave_one_out",
+                                                                    "exhaustive"], max_exhaustive=10)
+        counted = _Counting(model)
+        fresh = pd.DataFrame(evaluate_input(counted, text, remember=False, **kw))
+        shared = pd.DataFrame(evaluate_input(model, text, **kw))
+        assert "input_forward_passes" not in fresh
+        timing = [c for c in fresh if c.endswith("seconds")]
+        pd.testing.assert_frame_equal(fresh.drop(columns=timing),
+                                      shared.drop(columns=timing + ["input_forward_passes"]))
+        assert 0 < shared["input_forward_passes"].iloc[0] < counted.inputs_run
+
+
+class _Counting:
+    """A model that counts the inputs its ``predict`` runs."""
+
+    def __init__(self, model):
+        self.model, self.inputs_run = model, 0
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def predict(self, texts, **kw):
+        self.inputs_run += 1 if isinstance(texts, str) else len(texts)
+        return self.model.predict(texts, **kw)
+
+
+def test_remembering_model_answers_repeats_from_memory(two):
+    from analysis.evaluation.memo import RememberingModel
+    m = RememberingModel(two)
+    first = m.predict([TEXT] * 3, remove=[[2], [6, 2], [2, 6]])
+    assert (m.misses, m.hits) == (2, 1)                        # {2,6} given twice, in either order
+    again = m.predict([TEXT] * 2, remove=[[2, 6], [6]])
+    assert (m.misses, m.hits) == (3, 2)
+    np.testing.assert_array_equal(again[0], first[1])
+    np.testing.assert_allclose(again, two.predict([TEXT] * 2, remove=[[2, 6], [6]]), atol=1e-6)
+    assert m.predict is not two.predict and m.trace == two.trace        # the rest is the model's own
+    with pytest.raises(Exception, match="integers"):
+        m.predict([TEXT], remove=[[1.7]])

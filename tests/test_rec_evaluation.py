@@ -249,7 +249,9 @@ def test_gradient_methods_on_item_embeddings_match_finite_differences(tiny_rec):
     scores, _, _ = gradient_scores(rec, h, top1, integrated=False)
     eps = 1e-4
     fd = [(p_top1(p, 1 + eps) - p_top1(p, 1 - eps)) / (2 * eps) for p in range(len(h))]
-    np.testing.assert_allclose(scores[: len(h)], fd, rtol=1e-3, atol=1e-6)
+    # float32 gradients against a float64 difference: 0.1% of the largest score (a 0.002 entry was
+    # 0.3% off on one machine: float32 rounding at that scale, not a wrong gradient)
+    np.testing.assert_allclose(scores[: len(h)], fd, rtol=1e-3, atol=1e-3 * float(np.max(np.abs(fd))))
 
 
 # --------------------------------------------------------------------------- the task and the runner

@@ -15,6 +15,7 @@ from analysis.evaluation.explainers import (
     run_method,
     seed_of,
 )
+from analysis.evaluation.memo import RememberingModel
 from analysis.evaluation.metrics import eraser, exhaustive_agreement, result_row
 from analysis.types import NodeSet, Removal
 
@@ -48,19 +49,27 @@ def check_methods(methods: Sequence[str], model: Any = None) -> list[str]:
 def evaluate_input(model: TracedModel, text: Any, *, methods: Sequence[str] = METHODS, budget: Budget | None = None,
                    heads: Sequence[int | str] = (0, "all"), layer: int = -1, removal: Removal = "delete",
                    nodes: NodeSet = "content", seed: int = 0, max_exhaustive: int = MAX_EXHAUSTIVE,
-                   metrics: bool = True, ig_steps: int = 32, **cleann_options: Any) -> list[dict[str, Any]]:
+                   metrics: bool = True, ig_steps: int = 32, remember: bool = True, **cleann_options: Any
+                   ) -> list[dict[str, Any]]:
     """One row per method x head on ``text`` (see :func:`analysis.evaluation.metrics.result_row`),
     plus ERASER metrics for every method that ranks tokens (``metrics``), and agreement with the
     exhaustive minimum when exhaustive search ran (inputs with at most ``max_exhaustive``
     candidates; on longer inputs exhaustive search is skipped, not an error). Random search gets
     CLEANN's calls per size for the same head (the budget alone when CLEANN is not run), seeded
     from ``seed`` and the head. For a recommender ``text`` is a history; every method reads the
-    abductive trace (:func:`analysis.evaluation.input_trace`) and ERASER removes history items."""
+    abductive trace (:func:`analysis.evaluation.input_trace`) and ERASER removes history items.
+
+    With ``remember`` (the default) the methods share one memory of removal checks on this input
+    (:class:`analysis.evaluation.memo.RememberingModel`): a set one method checked is not run
+    through the model again for another. Each method's ``calls`` still count every set it
+    checked; ``input_forward_passes`` on every row counts the perturbed inputs actually run."""
     methods = check_methods(methods, model)
     budget = Budget() if budget is None else budget
     if not heads and any(m in HEAD_METHODS for m in methods):
         raise ValueError("give at least one head (an int or 'all') for the head methods")
     start = time.perf_counter()
+    if remember and not isinstance(model, RememberingModel):
+        model = RememberingModel(model)
     trace, target = input_trace(model, text)
     # the output explained: the class, or the recommended item (appended in the abductive trace)
     original = trace.appended if getattr(trace, "appended", None) is not None else trace.prediction
@@ -102,4 +111,6 @@ def evaluate_input(model: TracedModel, text: Any, *, methods: Sequence[str] = ME
         rows.append(row)
     for row in rows:
         row["input_seconds"] = time.perf_counter() - start
+        if isinstance(model, RememberingModel):
+            row["input_forward_passes"] = model.misses
     return rows
