@@ -6,7 +6,8 @@ bootstrap intervals and paired comparisons (SCIENCE.md section 6).
   within a :class:`Budget` of model calls and set size; a :class:`MethodResult`. Inputs are
   texts, or item histories of a recommender (the abductive trace; :func:`methods_for`).
 - :func:`cause_scores`: a flipping set against known true causes (precision / recall).
-- :func:`evaluate_input`: all of them on one input, as tidy rows with metrics.
+- :func:`evaluate_input`: all of them on one input, as tidy rows with metrics; the methods share
+  one memory of removal checks (:class:`RememberingModel`), so a set is run through the model once.
 - :func:`summarize_results`: found shares, Kaplan-Meier medians, flipped-within-k curves,
   CLEANN vs each method (sign test), agreement with the exhaustive minimum, AOPCs; all with
   bootstrap 95% intervals, censored rows kept.
@@ -28,6 +29,7 @@ from analysis.evaluation.explainers import (
                                             run_method,
                                             seed_of,
 )
+from analysis.evaluation.memo import RememberingModel
 from analysis.evaluation.metrics import (
                                             FRACTIONS,
                                             cause_scores,
@@ -51,4 +53,5 @@ __all__ = ["Budget", "METHODS", "RANKING_METHODS", "GRADIENT_METHODS", "MAX_EXHA
            "run_method", "evaluate_input", "check_methods", "methods_for", "input_trace", "candidates_of",
            "cleann_ranking", "seed_of", "eraser", "exhaustive_agreement", "result_row", "cause_scores",
            "new_top1_ranks", "bootstrap_ci", "km_median", "compare_censored",
-           "flipped_within", "paired_comparison", "per_head_table", "summarize_results", "explainer_label"]
+           "flipped_within", "paired_comparison", "per_head_table", "summarize_results", "explainer_label",
+           "RememberingModel"]
