@@ -24,7 +24,8 @@ def silenced():
 def test_irrelevant_head_has_zero_sensitivity(silenced):
     table = head_sensitivity(silenced, TEXTS, seed=0)
     assert table.tvd.shape == (2, 2, 4, 3)
-    assert np.all(table.tvd[:, 1, 2] == 0) and np.all(table.logit[:, 1, 2] == 0)
+    # float noise only (1.8e-8 seen on one machine): the head's output is multiplied by zero
+    assert np.abs(table.tvd[:, 1, 2]).max() < 1e-6 and np.abs(table.logit[:, 1, 2]).max() < 1e-6
     others = [(lay, h) for lay in range(2) for h in range(4) if (lay, h) != (1, 2)]
     assert all(table.tvd[:, lay, h].max() > 1e-3 for lay, h in others)     # the rest do move the output
     assert (1, 2) not in table.qualifying(0.01)
