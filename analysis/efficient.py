@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
-from scipy.optimize import nnls
+from scipy.optimize import linprog, lsq_linear, minimize, nnls
 
 from analysis.types import Basis
 
@@ -169,6 +169,23 @@ def _with_ones(t: np.ndarray) -> np.ndarray:
     return np.concatenate([t, ones], axis=-1)
 
 
+def _nnls_checked(e: np.ndarray, f: np.ndarray) -> np.ndarray | None:
+    """``argmin ||e u - f||`` over ``u >= 0``, verified by its KKT conditions (``w = e^T (f - e u)``:
+    ``w <= 0`` everywhere, ``w = 0`` where ``u > 0``), or None when no solver's answer passes.
+    SciPy's ``nnls`` can stop at a non-optimal point and report a zero residual for it
+    (scipy/scipy#25389; seen here on one machine with SciPy 1.16-1.17), so its answer is checked,
+    never trusted, and re-solved by bounded-variable least squares when the check fails."""
+    atol = 1e-9 * max(1.0, float(np.abs(e).sum(0).max()) * float(np.abs(f).max()))
+    tries = (lambda: nnls(e, f, maxiter=50 * e.shape[1])[0],
+             lambda: lsq_linear(e, f, bounds=(0.0, np.inf), method="bvls", tol=1e-14, max_iter=50 * e.shape[1]).x)
+    for solve in tries:
+        u = np.maximum(solve(), 0.0)
+        w = e.T @ (f - e @ u)
+        if w.max() <= atol and np.all(np.abs(w[u > 0]) <= atol):
+            return u
+    return None
+
+
 def _simplex_row(a_eff: np.ndarray, null_basis: np.ndarray) -> np.ndarray | None:
     """The minimum-norm distribution ``a_eff + N z >= 0`` (a least-distance problem solved by
     NNLS, Lawson & Hanson ch. 23), or None when there is none. ``null_basis`` N: [n, m]."""
@@ -181,12 +198,33 @@ def _simplex_row(a_eff: np.ndarray, null_basis: np.ndarray) -> np.ndarray | None
     e = np.vstack([null_basis.T, -a_eff[None, :]])         # [m + 1, n]: [G^T; h^T], G = N, h = -a_eff
     f = np.zeros(m + 1)
     f[-1] = 1.0
-    u, _ = nnls(e, f, maxiter=50 * e.shape[1])
+    u = _nnls_checked(e, f)
+    if u is None:                                          # no verified NNLS answer: solve the QP directly
+        return _simplex_row_qp(a_eff, null_basis, tol)
     r = e @ u - f
     if abs(r[-1]) < 1e-12:
         return None
     row = a_eff + null_basis @ (-r[:m] / r[-1])
     return row if row.min() >= -tol else None
+
+
+def _simplex_row_qp(a_eff: np.ndarray, null_basis: np.ndarray, tol: float) -> np.ndarray | None:
+    """The same least-distance problem by a linear program (is there any ``z``?) and SLSQP from its
+    feasible point (the smallest such ``z``): the last resort when neither NNLS solver verifies."""
+    m = null_basis.shape[1]
+    lp = linprog(np.zeros(m), A_ub=-null_basis, b_ub=a_eff, bounds=[(None, None)] * m, method="highs")
+    if lp.status == 2:                                     # infeasible: no distribution keeps the output
+        return None
+    if lp.status != 0:
+        raise RuntimeError(f"the simplex efficient attention could not be solved for a row ({lp.message})")
+    qp = minimize(lambda z: z @ z, lp.x, jac=lambda z: 2 * z, method="SLSQP",
+                  constraints=[{"type": "ineq", "fun": lambda z: a_eff + null_basis @ z, "jac": lambda z: null_basis}],
+                  options={"ftol": 1e-15, "maxiter": 1000})
+    row = a_eff + null_basis @ qp.x
+    if row.min() < -tol:
+        raise RuntimeError("the simplex efficient attention could not be solved for a row: a distribution "
+                           f"exists, but no solver found the nearest one ({qp.message})")
+    return row
 
 
 def _simplex(a: np.ndarray, basis_vectors: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -3,6 +3,7 @@ tiny models of every architecture."""
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -107,6 +108,55 @@ def test_simplex_reports_infeasible_rows():
     check_identities(r, a, t)                          # the infeasible row keeps the unit-row projection
     np.testing.assert_allclose(r.effective[2], decompose_matrix(a, t, unit_rows=True).effective[2])
     assert r.effective[[0, 1, 3]].min() >= -1e-12
+
+
+def _wrong_nnls(e, f, maxiter=None):
+    """SciPy's nnls as seen on one CI machine (scipy/scipy#25389): a non-optimal point, rnorm 0."""
+    return np.full(e.shape[1], 0.3), 0.0
+
+
+@pytest.mark.parametrize("broken", [("nnls",), ("nnls", "lsq_linear")])
+def test_simplex_rows_survive_a_wrong_nnls_answer(monkeypatch, broken):
+    import analysis.efficient as ef
+
+    cases = [random_case(9, 3, seed=7), random_case(12, 4, seed=11)]
+    t = np.arange(4.0)[:, None]
+    bad = np.full((4, 4), 0.25)
+    bad[2] = [0.0, 0.0, -1.0, 2.0]
+    cases.append((bad, t))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = [decompose_matrix(a, t, simplex=True) for a, t in cases]
+        calls = {"bvls": 0}
+        real_lsq = ef.lsq_linear
+
+        def counted(*args, **kwargs):
+            calls["bvls"] += 1
+            return real_lsq(*args, **kwargs)
+
+        monkeypatch.setattr(ef, "nnls", _wrong_nnls)
+        monkeypatch.setattr(ef, "lsq_linear", counted)
+        if "lsq_linear" in broken:                     # the second solver wrong too: the LP + QP path
+            monkeypatch.setattr(ef, "lsq_linear", lambda e, f, **kw: SimpleNamespace(x=np.zeros(e.shape[1])))
+        got = [decompose_matrix(a, t, simplex=True) for a, t in cases]
+    assert "lsq_linear" in broken or calls["bvls"] > 0
+    for g, x, (a, t) in zip(got, expected, cases):
+        assert g.infeasible_rows == x.infeasible_rows
+        np.testing.assert_allclose(g.effective, x.effective, atol=1e-6)
+        check_identities(g, a, t)
+    assert got[-1].infeasible_rows == (2,)
+
+
+def test_simplex_rows_trust_nnls_only_when_its_answer_checks_out(monkeypatch):
+    import analysis.efficient as ef
+
+    used = []
+    monkeypatch.setattr(ef, "lsq_linear", lambda *a, **k: used.append(1))    # never needed on sound answers
+    for seed in range(20):
+        a, t = random_case(10, 3, seed=seed)
+        r = decompose_matrix(a, t, simplex=True)
+        assert r.effective[[q for q in range(10) if q not in r.infeasible_rows]].min() >= -1e-9
+    assert used == []
 
 
 @settings(max_examples=40, deadline=None)
