@@ -32,7 +32,7 @@ def _state(model):
     return {k: v.clone() for k, v in model.module.state_dict().items()}
 
 
-def test_adversary_moves_attention_keeps_predictions_and_leaves_base_alone():
+def test_adversary_moves_attention_and_leaves_base_alone():
     before = _state(base())
     res = trained(1.0)
     after = base().module.state_dict()
@@ -40,14 +40,27 @@ def test_adversary_moves_attention_keeps_predictions_and_leaves_base_alone():
     n = len(texts())
     assert res.tvd.shape == res.jsd.shape == res.kl.shape == res.same_prediction.shape == (n,)
     assert res.jsd.mean() > 0.05 and res.kl.mean() > 0.1                         # attention moved
-    # the prediction term binds: against an adversary that weighs attention change 100x more (the
-    # control), this one moves the output less. (An absolute same-prediction share was machine-
-    # dependent: the untrained base predicts near 0.5, where tiny changes flip the top class.)
-    control = trained(100.0)
-    assert res.tvd.mean() < 0.15 and res.tvd.mean() < control.tvd.mean()
-    assert res.same_prediction.mean() >= control.same_prediction.mean()
     assert len(res.loss) == 4 * 3 and res.loss[-1] < res.loss[0]
     assert "mean attention JSD" in repr(res)
+
+
+@pytest.mark.integration
+def test_the_prediction_term_binds_on_a_trained_classifier():
+    # On a trained classifier (confident predictions) an adversary with lam = 0.1 moves attention and
+    # keeps the output far better than a control that weighs attention change 1000x more. Measured
+    # (seeds 0-5, this recipe): TVD 0.05-0.11 against the control's 0.19 (ratio 0.24-0.60), same
+    # prediction 92-98% against 79%, JSD 0.15-0.49 bits. On the untrained tiny model of the tests
+    # above this comparison was machine-dependent (its outputs sit near 0.5), so it is made here.
+    from analysis import load_model
+
+    model = load_model("attention-classifier-rt", progress=False)
+    kwargs = dict(epochs=4, lr=1e-2, batch_size=16, trainable="attention", seed=0, progress=False)
+    res = train_adversary(model, list(texts()), lam=0.1, **kwargs)
+    control = train_adversary(model, list(texts()), lam=100.0, **kwargs)
+    assert res.jsd.mean() > 0.1                                       # attention moved
+    assert res.tvd.mean() < 0.75 * control.tvd.mean()                 # the prediction term binds
+    assert res.same_prediction.mean() >= control.same_prediction.mean() + 0.1
+    assert control.jsd.mean() > res.jsd.mean()
 
 
 def test_attention_only_adversary_shares_encoder_and_decoder():
