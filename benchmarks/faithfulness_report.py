@@ -104,15 +104,16 @@ def main() -> None:
     if len(heads) > 2:
         ph = per_head_table(df, same_inputs=True)
         print(f"\nPer head, on the {int(ph['n'].iloc[0])} inputs every CLEANN head finished:\n")
-        print("| CLEANN head | flips within budget | median size (KM) | vs raw attention s/e/l/u (p) "
-              "| vs equal-budget random s/e/l/u (p) | vs integrated gradients s/e/l/u (p) | reached exhaustive minimum |")
+        print("| CLEANN head | flips within budget | median size (KM) | vs raw attention s/e/l/u (p; Holm) "
+              "| vs equal-budget random s/e/l/u (p; Holm) | vs integrated gradients s/e/l/u (p; Holm) "
+              "| reached exhaustive minimum |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for _, r in ph.iterrows():
             cells = []
             for m in ("attention", "random", "integrated_gradients"):
                 cells.append("/".join(str(int(r[f"{m}_{k}"])) if not math.isnan(r[f"{m}_{k}"]) else "-"
                                       for k in ("smaller", "equal", "larger", "undecided"))
-                             + f" ({_p(r[f'{m}_sign_test_p'])})")
+                             + f" ({_p(r[f'{m}_sign_test_p'])}; {_p(r[f'{m}_p_holm'])})")
             reached = _ci(r, "exact_size") + f" of {int(r['exact_n'])}" if "exact_n" in r and not math.isnan(
                 r["exact_n"]) else "-"
             print(f"| {'pooled' if r['head'] == 'all' else r['head']} | {_ci(r, 'found')} | "

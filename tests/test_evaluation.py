@@ -278,6 +278,10 @@ def test_per_head_table_counts_each_head_against_its_own_baseline():
     assert h0.found == pytest.approx(2 / 3) and h0.median_size == 3 and h1.median_size == 1
     # the exhaustive minimum is known on inputs 0 and 1: head 0 reached it on neither, head 1 on both
     assert (h0.exact_n, h0.exact_size, h1.exact_size) == (2, 0.0, 1.0)
+    # Holm over the two heads, per compared method: 2 x the smaller p, then the running maximum
+    p = sorted(t.attention_sign_test_p)
+    assert sorted(t.attention_p_holm) == pytest.approx([min(1, 2 * p[0]), min(1, max(2 * p[0], p[1]))])
+    assert t.random_p_holm.isna().all()
     with pytest.raises(ValueError, match="no CLEANN rows"):
         per_head_table(pd.DataFrame(rows[3:6]))
 
@@ -347,3 +351,21 @@ def test_remembering_model_answers_repeats_from_memory(two):
     assert m.predict is not two.predict and m.trace == two.trace        # the rest is the model's own
     with pytest.raises(Exception, match="integers"):
         m.predict([TEXT], remove=[[1.7]])
+
+
+def test_holm_matches_hand_computed_values_and_its_laws():
+    from analysis.evaluation import holm
+
+    got = holm([0.01, 0.04, 0.03, np.nan, 0.5])
+    np.testing.assert_allclose(got, [0.04, 0.09, 0.09, np.nan, 0.5])        # 4x.01, 3x.03, max(.09, 2x.04), .5
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = rng.uniform(0, 1, size=rng.integers(1, 20)) ** 3
+        adj = holm(p)
+        assert np.all(adj >= p - 1e-15) and np.all(adj <= 1)
+        order = np.argsort(p, kind="stable")
+        assert np.all(np.diff(adj[order]) >= 0)                              # keeps the order of p
+        assert adj[order[0]] == pytest.approx(min(1, len(p) * p[order[0]]))  # the smallest: Bonferroni
+        assert np.all(adj <= np.minimum(1, len(p) * p) + 1e-15)              # never above Bonferroni
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm([0.2, 1.5])

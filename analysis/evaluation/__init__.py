@@ -45,6 +45,7 @@ from analysis.evaluation.summary import (
                                             flipped_within,
                                             km_median,
                                             paired_comparison,
+                                            holm,
                                             per_head_table,
                                             summarize_results,
 )
@@ -53,5 +54,5 @@ __all__ = ["Budget", "METHODS", "RANKING_METHODS", "GRADIENT_METHODS", "MAX_EXHA
            "run_method", "evaluate_input", "check_methods", "methods_for", "input_trace", "candidates_of",
            "cleann_ranking", "seed_of", "eraser", "exhaustive_agreement", "result_row", "cause_scores",
            "new_top1_ranks", "bootstrap_ci", "km_median", "compare_censored",
-           "flipped_within", "paired_comparison", "per_head_table", "summarize_results", "explainer_label",
+           "flipped_within", "paired_comparison", "per_head_table", "holm", "summarize_results", "explainer_label",
            "RememberingModel"]

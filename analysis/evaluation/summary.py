@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["bootstrap_ci", "km_median", "compare_censored", "flipped_within", "paired_comparison",
-           "summarize_results", "explainer_label", "per_head_table"]
+           "summarize_results", "explainer_label", "per_head_table", "holm"]
 
 OUTCOMES = ("smaller", "equal", "larger", "undecided")
 
@@ -150,7 +150,8 @@ def per_head_table(df: pd.DataFrame, *, against: Sequence[str] = ("attention", "
     its found share and Kaplan-Meier median size (bootstrap 95% intervals), and for each method of
     ``against`` that ran on the same inputs (per head for head-specific methods such as
     ``attention`` and ``random``) the smaller / equal / larger / undecided counts and the sign-test
-    p-value (:func:`paired_comparison`); with ``exhaustive`` rows (matched by input ``id``, so they
+    p-value (:func:`paired_comparison`), and that p-value Holm-adjusted over the table's heads
+    (``{method}_p_holm``: one family of tests per compared method, see :func:`holm`); with ``exhaustive`` rows (matched by input ``id``, so they
     may come from another run on the same inputs), the share of the inputs with a known minimum where
     CLEANN reached the minimum size (``exact_size``, over ``exact_n`` inputs). Censored inputs are kept everywhere; a comparison that
     did not run is NaN. Rows are in head order (indices, then "all"). ``same_inputs``: only the
@@ -185,7 +186,25 @@ def per_head_table(df: pd.DataFrame, *, against: Sequence[str] = ("attention", "
             est, lo, hi = bootstrap_ci(reached, seed=seed, n_boot=n_boot)
             row.update(exact_n=len(c), exact_size=est, exact_size_low=lo, exact_size_high=hi)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for method in against:
+        table[f"{method}_p_holm"] = holm(table[f"{method}_sign_test_p"].to_numpy(dtype=float))
+    return table
+
+
+def holm(p: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control, no independence assumed):
+    with the m finite p-values sorted, ``p_(i)`` becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))``.
+    An adjusted value below alpha rejects at family-wise level alpha; NaN stays NaN (not counted in m)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if np.any((p[ok] < 0) | (p[ok] > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
 
 
 def _check(df: pd.DataFrame) -> None:
