@@ -189,14 +189,24 @@ def test_a_tiny_training_run_is_cached_loaded_and_rebuilt_when_corrupt(tmp_path,
     monkeypatch.setenv("ATTNLAB_CACHE", str(tmp_path))
     calls = []
 
+    threads = []
+
     def build(out, progress):
         calls.append(out)
+        threads.append(torch.get_num_threads())
         return ac.train(out, TINY_RECIPE, progress=progress)
 
     monkeypatch.setitem(ac.RECIPES, "tiny-ac", TINY_RECIPE)
     monkeypatch.setitem(zoo.ZOO, "tiny-ac", (TINY_RECIPE.version, build))
-    model = load_model("tiny-ac", progress=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)                 # the build trains with BUILD_THREADS whatever the caller has
+    try:
+        model = load_model("tiny-ac", progress=False)
+        assert torch.get_num_threads() == 1  # and gives the caller's count back
+    finally:
+        torch.set_num_threads(before)
     assert isinstance(model, ac.AttentionClassifier) and model.name == "tiny-ac" and len(calls) == 1
+    assert threads == [zoo.BUILD_THREADS] == [model.info["torch_threads"]] == [2]
     info = model.info
     assert 0.0 <= info["test_accuracy"] <= 1.0 and info["train_seconds"] > 0 and info["n_train"] == 225
     assert info["n_validation"] == 25 and info["version"] == TINY_RECIPE.version

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from analysis.zoo import attention_classifier, bert4rec, sentiment
-from analysis.zoo.cache import build_atomically, cache_root, read_manifest, resolve
+from analysis.zoo.cache import BUILD_THREADS, build_atomically, build_threads, cache_root, read_manifest, resolve
 
 DEFAULT = sentiment.NAME
 #: zoo name -> (cache version, builder(out_dir, progress) -> info)
@@ -30,7 +30,9 @@ def model_dir(name: str | None = None) -> Path:
 def prepare(name: str | None = None, *, progress: bool = True, rebuild: bool = False) -> dict[str, Any]:
     """Build a zoo model unless a complete, intact cached copy exists; return its manifest.
 
-    Safe across processes: one builds while the others wait for it, then load its result."""
+    Safe across processes: one builds while the others wait for it, then load its result. Every
+    build trains with ``BUILD_THREADS`` (2) torch threads on any machine (the count changes the
+    weights); the caller's thread count is restored afterwards."""
     name = name or DEFAULT
     if name not in ZOO:
         raise ValueError(f"unknown zoo model {name!r}; available: {', '.join(ZOO)}")
@@ -43,7 +45,10 @@ def prepare(name: str | None = None, *, progress: bool = True, rebuild: bool = F
         def waiting() -> None:
             if progress:
                 print(f"another process is building {name} in {folder.parent}; waiting for it", file=sys.stderr)
-        meta = build_atomically(folder, version, lambda out: build(out, progress), rebuild=rebuild, on_wait=waiting)
+        def fixed(out: Path) -> dict[str, Any]:
+            with build_threads(BUILD_THREADS):
+                return build(out, progress)
+        meta = build_atomically(folder, version, fixed, rebuild=rebuild, on_wait=waiting)
     return meta
 
 

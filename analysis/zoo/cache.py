@@ -47,7 +47,24 @@ MANIFEST = "attnlab.json"
 RETIRED_GRACE_S = 600.0
 #: temporary folders of older attnlab versions (no lock) count as abandoned after this long idle
 LEGACY_STALE_S = 6 * 3600.0
+#: torch threads every zoo build trains with, whatever the machine has: the thread count changes
+#: the trained weights (benchmarks/build_determinism.py), and the project's machines have 2 cores
+BUILD_THREADS = 2
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@contextlib.contextmanager
+def build_threads(n: int = BUILD_THREADS):
+    """Run a build with ``n`` torch threads (intra-op, and so MKL's), restoring the caller's count
+    afterwards. The machine's vector kernels still shape the weights (see the README's zoo section)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cache_root() -> Path:
