@@ -93,13 +93,13 @@ def main() -> None:
             if ref.empty:
                 continue
             print(f"\n| CLEANN {'pooled' if h == 'all' else f'head {h}'} vs | inputs | smaller | equal | larger "
-                  "| undecided | sign test p |")
-            print("| --- | --- | --- | --- | --- | --- | --- |")
+                  "| undecided | sign test p | Holm-adjusted p |")
+            print("| --- | --- | --- | --- | --- | --- | --- | --- |")
             for _, r in ref.iterrows():
                 method, _, rest = r["other"].partition("[")
                 other_head = rest.rstrip("]") if rest else ""
                 print(f"| {_label(method, other_head)} | {int(r['n'])} | {int(r['smaller'])} | {int(r['equal'])} | "
-                      f"{int(r['larger'])} | {int(r['undecided'])} | {_p(r['sign_test_p'])} |")
+                      f"{int(r['larger'])} | {int(r['undecided'])} | {_p(r['sign_test_p'])} | {_p(r['p_holm'])} |")
     heads = df.loc[df.method == "cleann", "head"].unique()
     if len(heads) > 2:
         ph = per_head_table(df, same_inputs=True)

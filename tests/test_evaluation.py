@@ -141,7 +141,14 @@ def test_km_median_and_paired_comparison_on_known_values():
                        "size": [1, 2, 3, nan, 2, nan, 3, nan], "censored_at": [nan] * 3 + [2, nan, 2, nan, 4]})
     (row,) = paired_comparison(df).to_dict("records")
     assert (row["smaller"], row["equal"], row["larger"], row["undecided"]) == (2, 1, 0, 1)
-    assert row["sign_test_p"] == pytest.approx(0.5)
+    assert row["sign_test_p"] == pytest.approx(0.5) and row["p_holm"] == pytest.approx(0.5)   # a family of one
+    # a second comparison for the same reference: Holm over the two, per reference row
+    loo = df[df.method == "attention"].assign(method="leave_one_out", head="", size=[1, 1, 1, 1],
+                                              found=True, censored_at=nan)
+    two = paired_comparison(pd.concat([df, loo], ignore_index=True))
+    assert len(two) == 2 and list(two.columns).index("p_holm") == list(two.columns).index("sign_test_p") + 1
+    p = np.sort(two.sign_test_p.to_numpy())
+    assert np.sort(two.p_holm.to_numpy()) == pytest.approx([min(1, 2 * p[0]), min(1, max(2 * p[0], p[1]))])
     assert set(summarize_results(df, n_boot=100)) >= {"sizes", "curves", "paired"}
 
 

@@ -94,8 +94,9 @@ def flipped_within(df: pd.DataFrame, max_k: int | None = None, *, seed: int = 0,
 def paired_comparison(df: pd.DataFrame, reference: str = "cleann", *, seed: int = 0) -> pd.DataFrame:
     """``reference`` (each head) vs every other explainer on the same inputs: smaller / equal /
     larger / undecided counts (censoring-aware, see :func:`compare_censored`), the two-sided sign
-    test p-value over the decided unequal pairs (``scipy.stats.binomtest``), and a bootstrap 95%
-    interval of the share of inputs where ``reference`` is smaller."""
+    test p-value over the decided unequal pairs (``scipy.stats.binomtest``), that p-value
+    Holm-adjusted over the comparisons of the same reference row (``p_holm``, :func:`holm`), and a
+    bootstrap 95% interval of the share of inputs where ``reference`` is smaller."""
     from scipy.stats import binomtest
 
     _check(df)
@@ -121,7 +122,12 @@ def paired_comparison(df: pd.DataFrame, reference: str = "cleann", *, seed: int 
             rows.append({"reference": explainer_label(reference, head), "other": explainer_label(method, h2),
                          "n": len(ids), **counts, "sign_test_p": float(p), "share_smaller": est,
                          "share_smaller_low": lo, "share_smaller_high": hi})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table.insert(table.columns.get_loc("sign_test_p") + 1, "p_holm", np.nan)
+        for _, group in table.groupby("reference", sort=False):
+            table.loc[group.index, "p_holm"] = holm(group["sign_test_p"].to_numpy(dtype=float))
+    return table
 
 
 def summarize_results(df: pd.DataFrame, *, seed: int = 0, n_boot: int = 2000) -> dict[str, pd.DataFrame]:
