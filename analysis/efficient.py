@@ -173,8 +173,8 @@ def _nnls_checked(e: np.ndarray, f: np.ndarray) -> np.ndarray | None:
     """``argmin ||e u - f||`` over ``u >= 0``, verified by its KKT conditions (``w = e^T (f - e u)``:
     ``w <= 0`` everywhere, ``w = 0`` where ``u > 0``), or None when no solver's answer passes.
     SciPy's ``nnls`` can stop at a non-optimal point and report a zero residual for it
-    (scipy/scipy#25389; seen here on one machine with SciPy 1.16-1.17), so its answer is checked,
-    never trusted, and re-solved by bounded-variable least squares when the check fails."""
+    (scipy/scipy#25389; seen on one of the project's machines, not on another), so its answer is
+    checked, never trusted, and re-solved by bounded-variable least squares when the check fails."""
     atol = 1e-9 * max(1.0, float(np.abs(e).sum(0).max()) * float(np.abs(f).max()))
     tries = (lambda: nnls(e, f, maxiter=50 * e.shape[1])[0],
              lambda: lsq_linear(e, f, bounds=(0.0, np.inf), method="bvls", tol=1e-14, max_iter=50 * e.shape[1]).x)
