@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from analysis.models.base import _per_text, _positions
+from analysis.models.base import removal_positions, removals_per_input
 
 __all__ = ["RememberingModel"]
 
@@ -54,8 +54,8 @@ class RememberingModel:
                                        removal=removal, batch_size=batch_size, truncate=truncate)
         inputs = getattr(self._model, "inputs", None)            # a recommender reads one history as one input
         texts = inputs(texts) if inputs is not None else [texts] if isinstance(texts, str) else list(texts)
-        removes = _per_text(remove, len(texts))
-        keys = [(repr(t), removal, bool(truncate), tuple(sorted(set(_positions(r)))))
+        removes = removals_per_input(remove, len(texts))
+        keys = [(repr(t), removal, bool(truncate), tuple(sorted(set(removal_positions(r)))))
                 for t, r in zip(texts, removes)]
         todo: dict[tuple, int] = {}
         for i, key in enumerate(keys):

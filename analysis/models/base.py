@@ -178,7 +178,7 @@ class TracedModel(ABC):
         """``ids`` [n] with the tokens at ``remove`` deleted, or replaced by the mask / pad / unk token."""
         if removal not in REMOVALS:
             raise InputError(f"removal must be one of {', '.join(REMOVALS)}, not {removal!r}")
-        positions = tuple(sorted(set(_positions(remove))))
+        positions = tuple(sorted(set(removal_positions(remove))))
         bad = [p for p in positions if not 0 <= p < len(ids)]
         if bad:
             raise InputError(f"cannot remove positions {bad}: the input has {len(ids)} tokens (0..{len(ids) - 1})")
@@ -325,7 +325,7 @@ class TracedModel(ABC):
         if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, not {batch_size!r}")
-        removes = _per_text(remove, len(texts))
+        removes = removals_per_input(remove, len(texts))
         encoded = [self.encode(t, remove=r, removal=removal, truncate=truncate) for t, r in zip(texts, removes)]
         overrides = self.check_overrides(attention_override, [len(e.input_ids) for e in encoded])
         probs = []
@@ -338,7 +338,7 @@ class TracedModel(ABC):
         return np.concatenate(probs)
 
 
-def _positions(remove: Sequence[int] | None) -> list[int]:
+def removal_positions(remove: Sequence[int] | None) -> list[int]:
     """Token positions from ``remove`` (None, a list or a 1-D integer array); raises on anything
     that is not an integer (``1.7`` is not silently position 1)."""
     if remove is None:
@@ -353,7 +353,7 @@ def _positions(remove: Sequence[int] | None) -> list[int]:
     return out
 
 
-def _per_text(remove: Sequence[Any] | None, n_texts: int) -> list[Sequence[int] | None]:
+def removals_per_input(remove: Sequence[Any] | None, n_texts: int) -> list[Sequence[int] | None]:
     """``remove`` for each text: one shared list of positions, or one list per text."""
     if remove is None or len(remove) == 0 or not isinstance(remove[0], (list, tuple, np.ndarray)):
         return [remove] * n_texts

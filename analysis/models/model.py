@@ -8,14 +8,13 @@ from torch import nn
 
 from analysis.models.attention import (IMPLEMENTATION, AttentionHook, attention_hooks,
                                        find_attention_modules, register)
-from analysis.models.base import (REMOVALS, Encoded, ForwardOutput, InputError, Override, TracedModel,
-                                  _per_text, _positions, _stack_popping)
+from analysis.models.base import REMOVALS, Encoded, ForwardOutput, InputError, Override, TracedModel
 from analysis.models.devices import dtype_name, resolve_device, resolve_dtype
-from analysis.models.text import TextInput, _display
+from analysis.models.text import TextInput
 from analysis.types import Task
 
 __all__ = ["Model", "SUPPORTED_ARCHITECTURES", "TASKS", "REMOVALS", "Encoded", "ForwardOutput", "InputError",
-           "Override", "infer_task", "_display", "_per_text", "_positions", "_stack_popping"]
+           "Override", "infer_task"]
 
 #: config.model_type values known to work: their attention runs through transformers'
 #: AttentionInterface and tests/test_architectures.py checks each with a tiny random model.
