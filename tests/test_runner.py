@@ -4,7 +4,9 @@ then recorded, bad input is a clear error. A pure-numpy toy task keeps it fast; 
 a tiny BERT to worker processes."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -210,6 +212,57 @@ def test_resume_after_kill_9_recomputes_only_missing_units(tmp_path):
     pd.testing.assert_frame_equal(_table(df), _table(whole))
 
 
+_TERMINATED = """
+import sys
+sys.path.insert(0, {root!r})
+import numpy as np
+from analysis.experiments.runner import run
+from tests.test_runner import TOY, toy_units
+run(TOY, toy_units(4, sleep=60.0), workers=2, model=np.array({w}), out={out!r}, chunk_size=1, progress=False)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"LokyProcess" in cmdline:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc (Linux)")
+def test_sigterm_stops_the_worker_processes_too(tmp_path):
+    out = tmp_path / "term"
+    code = _TERMINATED.format(root=str(ROOT), w=W.tolist(), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline, workers = time.time() + 120, []
+    while time.time() < deadline and len(workers) < 2:      # both workers started (each sleeps 60 s in a unit)
+        time.sleep(0.2)
+        workers = _children(proc.pid)
+    assert len(workers) == 2, "the run did not start its two workers"
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "worker processes outlived the terminated run"
+    assert not list((out / "chunks").glob("chunk-*.parquet"))      # nothing finished, nothing half-written
+    assert (out / "manifest.json").exists()
+
+
 def test_mismatched_results_are_refused_naming_the_difference(tmp_path):
     out = tmp_path / "res"
     run(TOY, toy_units(4), workers=1, model=W, progress=False, out=out, settings={"alpha": 0.01, "n": 4})
@@ -303,6 +356,15 @@ def test_command_help_run_status_summarize(tmp_path, capsys):
     assert "3 computed" in capsys.readouterr().out
     assert main(["status", str(out)]) == 0
     assert "3 done, 0 missing, 0 failed" in capsys.readouterr().out
+    assert main(["status", str(out), "--check-model"]) == 0             # the model loaded here is the run's
+    assert "this run can be resumed here" in capsys.readouterr().out
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["model"]["fingerprint"] = "0" * 64                          # as if made with another build
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["status", str(other), "--check-model"]) == 3
+    assert "run's fingerprint 000000000000" in (printed := capsys.readouterr().out) and "cannot be resumed" in printed
     assert main(["summarize", str(out)]) == 0
     assert "== wasserstein" in capsys.readouterr().out
     assert {p.name for p in (out / "summary").iterdir()} == {"nullity_summary.csv", "wasserstein.csv"}

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="done / missing / failed units of a results folder")
     s.add_argument("out")
     s.add_argument("--ids", action="store_true", help="also list the failed and missing unit ids")
+    s.add_argument("--check-model", action="store_true",
+                   help="also load the run's model here (building a zoo model if needed) and say whether its "
+                        "fingerprint is the run's, i.e. whether the run can be resumed on this machine")
     m = sub.add_parser("summarize", help="write the task's summary tables (CSV) and print them")
     m.add_argument("out")
     m.add_argument("more", nargs="*", help="more folders of the same task and model, summarised together with OUT")
@@ -151,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
                 for key in ("failed", "missing"):
                     if st[key]:
                         print(f"{key}: {' '.join(st[key])}")
+            if args.check_model:
+                c = runner.check_model(args.out)
+                verdict = ("the same: this run can be resumed here" if c["same"] else
+                           "different: this run cannot be resumed here (another build of the model)")
+                print(f"model {c['name'] or '(default)'}: run's fingerprint {c['run'][:12]}, this machine's "
+                      f"{c['here'][:12]}: {verdict}")
+                return 0 if c["same"] else 3
             return 0
         _print_summary(args.out, args.more, args.into)
         return 0

@@ -23,11 +23,13 @@ Batching model calls inside a unit is the task's business.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pickle
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -46,7 +48,7 @@ from analysis.files import atomic_path
 if TYPE_CHECKING:
     from analysis.models.base import TracedModel
 
-__all__ = ["run", "unit_seed", "unit_hash", "model_fingerprint", "load_results", "status", "summarize",
+__all__ = ["run", "unit_seed", "unit_hash", "model_fingerprint", "load_results", "status", "check_model", "summarize",
            "read_manifest", "SettingsMismatch", "release_models", "model_dataset", "completed_rows"]
 
 MANIFEST = "manifest.json"
@@ -420,6 +422,19 @@ def status(out: str | os.PathLike) -> dict[str, Any]:
     return {"task": manifest["task"], "done": done, "failed": failed, "missing": missing, "manifest": manifest}
 
 
+def check_model(out: str | os.PathLike) -> dict[str, Any]:
+    """Whether the model this machine loads for results folder ``out`` (its manifest's model name,
+    or the task's default; a zoo model is built first if needed) is the one the run was made with:
+    ``{"name", "run": fingerprint, "here": fingerprint, "same": bool}``. Only the same model can
+    resume the run (zoo rebuilds: :mod:`analysis.zoo.codepath`)."""
+    from analysis.experiments.tasks import get_task
+
+    manifest = read_manifest(Path(out))
+    model, _, name = _resolve_model(get_task(manifest["task"]), manifest["model"]["name"])
+    here, run_fp = model_fingerprint(model), manifest["model"]["fingerprint"]
+    return {"name": name, "run": run_fp, "here": here, "same": here == run_fp}
+
+
 def summarize(out: str | os.PathLike, *more: str | os.PathLike, write: bool = True,
               into: str | os.PathLike | None = None) -> dict[str, pd.DataFrame]:
     """The task's summary tables of results folder ``out`` (failed units left out); with
@@ -603,6 +618,26 @@ def _run(task: Any, units: list, ids: list, hashes: list, *, workers: int | None
             lock.release()
 
 
+@contextlib.contextmanager
+def _stop_on_sigterm(active: bool) -> Iterator[None]:
+    """While the runner waits on its local worker processes, SIGTERM (``kill``, a job scheduler's
+    stop) raises SystemExit here, so that joblib stops the workers (they would otherwise finish
+    their chunk unattended, minutes of CPU) and the results folder's lock is released; the chunks
+    already saved stay for a resume. Only in the main thread; the previous handler is restored."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _execute(task: Any, model: TracedModel, by_name: bool, name: str | None, fingerprint: str, work: list, ids: list,
              out: Path | None, *, workers: int | None, client: Any, progress: bool, chunk_size: int | None,
              n_reused: int) -> pd.DataFrame:
@@ -641,13 +676,17 @@ def _execute(task: Any, model: TracedModel, by_name: bool, name: str | None, fin
     bar = tqdm(total=len(ids), initial=n_reused, disable=not progress or not work, unit="unit",
                desc=task.name, smoothing=0.1)
     try:
-        for k, chunk in enumerate(stream):
-            if out is not None:
-                _write_chunk(out, chunk, k)
-            else:
-                results.extend(chunk)
-            bar.update(len(chunk))
+        with _stop_on_sigterm(client is None and workers != 1):
+            for k, chunk in enumerate(stream):
+                if out is not None:
+                    _write_chunk(out, chunk, k)
+                else:
+                    results.extend(chunk)
+                bar.update(len(chunk))
     finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()                      # joblib stops its worker processes if the run ends early
         bar.close()
         if tmpdir is not None:
             tmpdir.cleanup()
