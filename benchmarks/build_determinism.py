@@ -8,9 +8,12 @@ weights and its last loss. Settings: the machine's own code paths with 2 threads
 builds on the project's machines), the same again (determinism on one machine), ATen's kernels
 forced to their portable build (``ATEN_CPU_CAPABILITY=default``, what a machine of another
 vector width would also change), MKL forced to its portable branch (``MKL_CBWR=COMPATIBLE``), and
-one thread instead of 2. A different hash means that setting alone gives another model, which is
-why a zoo model rebuilt on another machine gets another fingerprint and a committed experiment
-run cannot be resumed there (README, *Judging explanations*).
+one thread instead of 2, and the path every zoo build is pinned to (``analysis.zoo.codepath``:
+ATen AVX2, MKL's AVX2 branch, oneDNN at most AVX2, 2 threads). A different hash means that
+setting alone gives another model: why zoo builds pin their path, so that a model rebuilt on
+another machine can have the run's fingerprint and a committed experiment run can be resumed
+there. On a machine whose own path is AVX2 the pinned row should match the first; on an AVX-512
+machine the first rows differ from an AVX2 machine's and the pinned row should not.
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ import subprocess
 import sys
 
 from _tables import table
+
+from analysis.zoo.codepath import PINNED
 
 PROBE = r"""
 import hashlib, os, sys
@@ -44,7 +49,8 @@ print(torch.backends.cpu.get_cpu_capability(), h.hexdigest()[:12], f"{loss.item(
 
 SETTINGS = [("this machine, 2 threads", {}, 2), ("the same again", {}, 2),
             ("ATen portable kernels", {"ATEN_CPU_CAPABILITY": "default"}, 2),
-            ("MKL portable branch", {"MKL_CBWR": "COMPATIBLE"}, 2), ("1 thread", {}, 1)]
+            ("MKL portable branch", {"MKL_CBWR": "COMPATIBLE"}, 2), ("1 thread", {}, 1),
+            ("the zoo's pinned path", PINNED, 2)]
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from analysis import zoo
 from analysis.efficient import decompose
 from analysis.models.model import InputError
 from analysis.zoo import attention_classifier as ac
+from analysis.zoo.codepath import versioned
 
 ENCODERS = ac.ENCODERS
 SHORT = "a gorgeous, witty, seductive movie."
@@ -225,7 +226,8 @@ def test_a_tiny_training_run_is_cached_loaded_and_rebuilt_when_corrupt(tmp_path,
 
 def test_registry_names_and_bad_encoder():
     assert {"attention-classifier-rt", "attention-classifier-imdb"} <= set(zoo.ZOO)
-    assert zoo.ZOO["attention-classifier-rt"][0] == ac.RECIPES["attention-classifier-rt"].version
+    assert zoo.ZOO["attention-classifier-rt"][0] == versioned(ac.RECIPES["attention-classifier-rt"].version)
+    assert zoo.BUILDERS["attention-classifier-rt"][0] == ac.RECIPES["attention-classifier-rt"].version
     with pytest.raises(ValueError, match="encoder must be one of lstm, cnn, average"):
         ac.AttentionClassifierModule(10, encoder="gru")
 

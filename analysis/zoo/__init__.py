@@ -8,18 +8,40 @@ from typing import Any, Callable
 
 from analysis.zoo import attention_classifier, bert4rec, sentiment
 from analysis.zoo.cache import BUILD_THREADS, build_atomically, build_threads, cache_root, read_manifest, resolve
+from analysis.zoo.codepath import build_in_child, describe, versioned
 
 DEFAULT = sentiment.NAME
-#: zoo name -> (cache version, builder(out_dir, progress) -> info)
-ZOO: dict[str, tuple[str, Callable[[Path, bool], dict[str, Any]]]] = {
+#: zoo name -> (recipe version, builder(out_dir, progress) -> info): the training itself, run
+#: inside a build process (:func:`build_into`)
+BUILDERS: dict[str, tuple[str, Callable[[Path, bool], dict[str, Any]]]] = {
     sentiment.NAME: (sentiment.SentimentRecipe().version,
                      lambda out, progress: sentiment.train(out, progress=progress)),
 }
 # the classic single-attention classifiers (Jain & Wallace): "attention-classifier-rt", "-imdb"
 for _name, _recipe in attention_classifier.RECIPES.items():
-    ZOO[_name] = (_recipe.version, lambda out, progress, r=_recipe: attention_classifier.train(out, r, progress=progress))
+    BUILDERS[_name] = (_recipe.version,
+                       lambda out, progress, r=_recipe: attention_classifier.train(out, r, progress=progress))
 # BERT4Rec on the synthetic item sequences: "bert4rec"
-ZOO[bert4rec.NAME] = (bert4rec.RECIPE.version, lambda out, progress: bert4rec.train(out, progress=progress))
+BUILDERS[bert4rec.NAME] = (bert4rec.RECIPE.version, lambda out, progress: bert4rec.train(out, progress=progress))
+#: zoo name -> (cache version, builder(out_dir, progress) -> info) as :func:`prepare` runs it: every
+#: zoo model trains in a fresh process on the pinned CPU code path (:mod:`analysis.zoo.codepath`)
+ZOO: dict[str, tuple[str, Callable[[Path, bool], dict[str, Any]]]] = {
+    _name: (versioned(_version), lambda out, progress, n=_name: build_in_child(n, out, progress))
+    for _name, (_version, _) in BUILDERS.items()
+}
+
+
+def build_into(name: str, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Train zoo model ``name`` into ``out`` in this process with :data:`BUILD_THREADS` threads and
+    return its info, with the code path it ran on (``code_path``). ``prepare`` calls this in a
+    fresh process whose environment pins the code path; calling it elsewhere builds on whatever
+    path this process has."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown zoo model {name!r}; available: {', '.join(BUILDERS)}")
+    with build_threads(BUILD_THREADS):
+        info = BUILDERS[name][1](Path(out), progress)
+        info["code_path"] = describe()
+    return info
 
 
 def model_dir(name: str | None = None) -> Path:
@@ -31,8 +53,10 @@ def prepare(name: str | None = None, *, progress: bool = True, rebuild: bool = F
     """Build a zoo model unless a complete, intact cached copy exists; return its manifest.
 
     Safe across processes: one builds while the others wait for it, then load its result. Every
-    build trains with ``BUILD_THREADS`` (2) torch threads on any machine (the count changes the
-    weights); the caller's thread count is restored afterwards."""
+    zoo model trains in a fresh process on one CPU code path whatever the machine (AVX2 kernels,
+    ``BUILD_THREADS`` (2) torch threads: :mod:`analysis.zoo.codepath`), so that a rebuild elsewhere
+    can give the same weights; a builder registered in ``ZOO`` by other code runs in this process
+    with ``BUILD_THREADS`` threads (the caller's count is restored afterwards)."""
     name = name or DEFAULT
     if name not in ZOO:
         raise ValueError(f"unknown zoo model {name!r}; available: {', '.join(ZOO)}")
@@ -45,6 +69,8 @@ def prepare(name: str | None = None, *, progress: bool = True, rebuild: bool = F
         def waiting() -> None:
             if progress:
                 print(f"another process is building {name} in {folder.parent}; waiting for it", file=sys.stderr)
+        if progress:
+            print(f"building zoo model {name} (minutes; once per machine) into {folder.parent}", file=sys.stderr)
         def fixed(out: Path) -> dict[str, Any]:
             with build_threads(BUILD_THREADS):
                 return build(out, progress)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from analysis import zoo
 
@@ -14,10 +15,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", nargs="?", default=None, help=f"one of {', '.join(zoo.ZOO)} (default: the default model)")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if a valid cached copy exists")
     sub.add_parser("list", help="list zoo models and where they are cached")
+    b = sub.add_parser("build-into", help=argparse.SUPPRESS)      # the build process that prepare starts
+    b.add_argument("name")
+    b.add_argument("out")
+    b.add_argument("info")
+    b.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "list":
         for name in zoo.ZOO:
             print(name, zoo.model_dir(name))
+        return 0
+    if args.command == "build-into":
+        info = zoo.build_into(args.name, args.out, progress=not args.no_progress)
+        Path(args.info).write_text(json.dumps(info))
         return 0
     meta = zoo.prepare(args.name, rebuild=args.rebuild)
     shown = {k: v for k, v in meta.items() if k != "files"}

@@ -56,7 +56,8 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 @contextlib.contextmanager
 def build_threads(n: int = BUILD_THREADS):
     """Run a build with ``n`` torch threads (intra-op, and so MKL's), restoring the caller's count
-    afterwards. The machine's vector kernels still shape the weights (see the README's zoo section)."""
+    afterwards. The vector kernels are pinned separately, in the build process's environment
+    (:mod:`analysis.zoo.codepath`)."""
     import torch
 
     before = torch.get_num_threads()
