@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from analysis.experiments.runner import (
     SettingsMismatch,
@@ -375,6 +376,24 @@ def test_command_help_run_status_summarize(tmp_path, capsys):
     assert main([*args[1:], "--set", "max_tokens=20"]) == 0            # "TASK ...": run, then summarize
     printed = capsys.readouterr().out
     assert "0 computed, 3 already done" in printed and f"== wasserstein ({out}/summary/wasserstein.csv)" in printed
+
+
+def test_the_fingerprint_is_the_weights_and_config_not_the_folder(tmp_path):
+    from analysis import load_model
+    from tests.helpers import tiny_hf_model, tokenizer
+
+    for where in ("a", "b/deeper"):
+        tiny_hf_model("bert").save_pretrained(tmp_path / where)
+        tokenizer().save_pretrained(tmp_path / where)
+    a, b = load_model(str(tmp_path / "a")), load_model(str(tmp_path / "b/deeper"))
+    assert a.module.config._name_or_path != b.module.config._name_or_path
+    assert model_fingerprint(a) == model_fingerprint(b)                 # same weights, another folder
+    b.module.config.layer_norm_eps = 1e-6
+    assert model_fingerprint(a) != model_fingerprint(b)                 # another config
+    b.module.config.layer_norm_eps = a.module.config.layer_norm_eps
+    with torch.no_grad():
+        next(b.module.parameters()).view(-1)[0] += 1e-3
+    assert model_fingerprint(a) != model_fingerprint(b)                 # another weight
 
 
 def test_command_without_dataset_is_refused_when_the_task_has_no_default(tmp_path, capsys):

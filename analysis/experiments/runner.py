@@ -91,7 +91,9 @@ def unit_seed(unit_id: str) -> int:
 
 def model_fingerprint(model: TracedModel) -> str:
     """sha256 over the parameter bytes (sorted by name), the class and the config of ``model``
-    (an attnlab ``Model``, a torch module, or any picklable object: its pickle)."""
+    (an attnlab ``Model``, a torch module, or any picklable object: its pickle). The config's
+    ``_name_or_path`` (the folder it was loaded from) is left out: the same weights loaded from
+    another folder (another cache, another machine) are the same model."""
     module = getattr(model, "module", model)
     h = hashlib.sha256()
     state = getattr(module, "state_dict", None)
@@ -100,8 +102,9 @@ def model_fingerprint(model: TracedModel) -> str:
 
         h.update(type(module).__qualname__.encode())
         config = getattr(module, "config", None)
-        if config is not None and hasattr(config, "to_json_string"):
-            h.update(config.to_json_string(use_diff=False).encode())
+        if config is not None and hasattr(config, "to_dict"):
+            settings = {k: v for k, v in config.to_dict().items() if k != "_name_or_path"}
+            h.update(json.dumps(settings, sort_keys=True, default=str).encode())
         for name, tensor in sorted(state().items()):
             h.update(name.encode())
             h.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
