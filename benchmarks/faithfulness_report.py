@@ -7,10 +7,14 @@ Reads the finished units of one or more ``faithfulness`` results folders on the 
 summarises them with the task's own ``summarize`` (censored inputs kept, bootstrap 95%
 intervals, sign tests) and prints: what was run (inputs, tokens, exhaustive subset, failed units,
 compute), the explainer table (flip share, Kaplan-Meier median size, AOPC comprehensiveness,
-reaching the exhaustive minimum), CLEANN's paired comparisons for ``--head`` and the pooled layer,
+reaching the exhaustive minimum), CLEANN's paired comparisons for ``--head`` and the pooled layer
+(sizes, and against equal-budget random search whether each flipped within the same calls),
 and with more than two CLEANN heads the per-head table on the inputs every head finished. An
 interval bound that the data never reach (a Kaplan-Meier median above every found size) prints
-as "not reached". Nothing is dropped or averaged over a subset without saying so.
+as "not reached"; a Kaplan-Meier median that rests on fewer than ``FEW_AT_RISK`` inputs still at
+risk says how many ("4 [3, not reached]; 1 at risk"): with most inputs censored early (a search
+that ran out of calls) such a median is no evidence of a small set. Nothing is dropped or
+averaged over a subset without saying so.
 """
 from __future__ import annotations
 
@@ -39,6 +43,16 @@ def _num(x: float, digits: int = 2) -> str:
 
 def _ci(row: pd.Series, col: str, digits: int = 2) -> str:
     return f"{_num(row[col], digits)} [{_num(row[col + '_low'], digits)}, {_num(row[col + '_high'], digits)}]"
+
+
+#: a Kaplan-Meier median resting on fewer inputs than this says how many
+FEW_AT_RISK = 10
+
+
+def _median(row: pd.Series) -> str:
+    cell = _ci(row, "median_size", 0)
+    at_risk = row.get("median_at_risk", math.nan)
+    return cell + (f"; {int(at_risk)} at risk" if not math.isnan(at_risk) and at_risk < FEW_AT_RISK else "")
 
 
 def _label(method: str, head: object) -> str:
@@ -85,10 +99,10 @@ def main() -> None:
         aopc = _ci(faith.loc[e], "aopc_comp") if e in faith.index else "-"
         reached = _ci(exact.loc[e], "exact_size") if e in exact.index else "-"
         print(f"| {_label(r['method'], r['head'])} | {int(r['n'])} | {_ci(r, 'found')} | "
-              f"{_ci(r, 'median_size', 0)} | {aopc} | {reached} |")
+              f"{_median(r)} | {aopc} | {reached} |")
     paired = tables.get("paired")
     if paired is not None:
-        for h in (head, "all"):
+        for h in dict.fromkeys((head, "all")):               # --head all: once
             ref = paired[paired.reference == explainer_label("cleann", h)]
             if ref.empty:
                 continue
@@ -100,6 +114,13 @@ def main() -> None:
                 other_head = rest.rstrip("]") if rest else ""
                 print(f"| {_label(method, other_head)} | {int(r['n'])} | {int(r['smaller'])} | {int(r['equal'])} | "
                       f"{int(r['larger'])} | {int(r['undecided'])} | {_p(r['sign_test_p'])} | {_p(r['p_holm'])} |")
+            rand = ref[ref.other.str.startswith("random[")]
+            if len(rand):                                    # the one method given CLEANN's own calls
+                r = rand.iloc[0]
+                print(f"\nFlipped within the same calls, CLEANN {'pooled' if h == 'all' else f'head {h}'} vs "
+                      f"equal-budget random search, on {int(r['n'])} inputs: both {int(r['flip_both'])}, CLEANN only "
+                      f"{int(r['flip_ref_only'])}, random only {int(r['flip_other_only'])}, neither "
+                      f"{int(r['flip_neither'])} (exact McNemar p = {_p(r['flip_p'])})")
     heads = df.loc[df.method == "cleann", "head"].unique()
     if len(heads) > 2:
         ph = per_head_table(df, same_inputs=True)
@@ -117,7 +138,7 @@ def main() -> None:
             reached = _ci(r, "exact_size") + f" of {int(r['exact_n'])}" if "exact_n" in r and not math.isnan(
                 r["exact_n"]) else "-"
             print(f"| {'pooled' if r['head'] == 'all' else r['head']} | {_ci(r, 'found')} | "
-                  f"{_ci(r, 'median_size', 0)} | {' | '.join(cells)} | {reached} |")
+                  f"{_median(r)} | {' | '.join(cells)} | {reached} |")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from analysis.evaluation import (
     compare_censored,
     eraser,
     evaluate_input,
+    km_at_risk,
     km_median,
     paired_comparison,
     run_method,
@@ -92,6 +93,7 @@ def test_censoring_keeps_every_row(two):
     assert sizes.loc["cleann[0]", "found"] == pytest.approx(1 / 3)
     assert not np.isfinite(sizes.loc["cleann[0]", "median_size"])
     assert sizes.loc["cleann[0]", "median_label"].startswith(">")
+    assert np.isnan(sizes.loc["cleann[0]", "median_at_risk"])        # no median, no risk set to report
     assert (sizes.budget.str.contains("<= 300 calls")).all()
     assert (never.stopped == "exhausted").all()                  # every subset checked: nothing flips
 
@@ -131,6 +133,9 @@ def test_random_search_with_quotas_is_censored_where_its_quota_ends(two):
 
 def test_km_median_and_paired_comparison_on_known_values():
     nan, inf = np.nan, math.inf
+    # at size 2 the estimate rests on the inputs found at 2 or 3 and the one censored at 5; at 3, on two
+    assert km_at_risk(np.array([1, 2, 3, nan]), np.array([nan, nan, nan, 5]), 2) == 3
+    assert km_at_risk(np.array([1, 2, 3, nan]), np.array([nan, nan, nan, 2]), 3) == 1
     assert km_median(np.array([1, 2, 3, nan]), np.array([nan, nan, nan, 5])) == 2     # S(2) = 3/4 * 2/3
     assert km_median(np.array([1, nan, nan]), np.array([nan, 4, inf])) == inf
     assert compare_censored(2, nan, nan, 3) == "smaller"          # the other found nothing up to 3
@@ -142,6 +147,11 @@ def test_km_median_and_paired_comparison_on_known_values():
     (row,) = paired_comparison(df).to_dict("records")
     assert (row["smaller"], row["equal"], row["larger"], row["undecided"]) == (2, 1, 0, 1)
     assert row["sign_test_p"] == pytest.approx(0.5) and row["p_holm"] == pytest.approx(0.5)   # a family of one
+    # flipped within budget, paired: a, c both; b CLEANN only; d neither (exact McNemar over 1 discordant)
+    assert (row["flip_both"], row["flip_ref_only"], row["flip_other_only"], row["flip_neither"]) == (2, 1, 0, 1)
+    assert row["flip_p"] == pytest.approx(1.0)
+    sizes = summarize_results(df, n_boot=50)["sizes"].set_index("explainer")
+    assert sizes.loc["cleann[0]", "median_size"] == 2 and sizes.loc["cleann[0]", "median_at_risk"] == 3
     # a second comparison for the same reference: Holm over the two, per reference row
     loo = df[df.method == "attention"].assign(method="leave_one_out", head="", size=[1, 1, 1, 1],
                                               found=True, censored_at=nan)

@@ -120,6 +120,26 @@ def test_prepare_builds_once_then_rebuilds_when_corrupt(tmp_path, monkeypatch):
         zoo.prepare("nope")
 
 
+def test_only_the_process_that_builds_says_it_is_building(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ATTNLAB_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setitem(zoo.ZOO, "fake", ("v1", lambda out, progress: _writer(calls)(out)))
+
+    def another_process_builds(folder, version, build, *, rebuild=False, on_wait=None):
+        on_wait()                                                    # the lock is held elsewhere
+        return {"version": version, "files": {}}
+
+    monkeypatch.setattr(zoo, "build_atomically", another_process_builds)
+    zoo.prepare("fake")
+    err = capsys.readouterr().err
+    assert "waiting for it" in err and "building zoo model" not in err and not calls
+    monkeypatch.undo()
+    monkeypatch.setenv("ATTNLAB_CACHE", str(tmp_path))
+    monkeypatch.setitem(zoo.ZOO, "fake", ("v1", lambda out, progress: _writer(calls)(out)))
+    zoo.prepare("fake")
+    assert "building zoo model fake" in capsys.readouterr().err and len(calls) == 1
+
+
 # ----------------------------------------------------------------------------- the manifest as a whole
 def _broken_manifests(meta: dict) -> dict[str, object]:
     files = dict(meta["files"])

@@ -43,6 +43,7 @@ from analysis.evaluation.summary import (
                                             compare_censored,
                                             explainer_label,
                                             flipped_within,
+                                            km_at_risk,
                                             km_median,
                                             paired_comparison,
                                             holm,
@@ -53,6 +54,6 @@ from analysis.evaluation.summary import (
 __all__ = ["Budget", "METHODS", "RANKING_METHODS", "GRADIENT_METHODS", "MAX_EXHAUSTIVE", "FRACTIONS", "MethodResult",
            "run_method", "evaluate_input", "check_methods", "methods_for", "input_trace", "candidates_of",
            "cleann_ranking", "seed_of", "eraser", "exhaustive_agreement", "result_row", "cause_scores",
-           "new_top1_ranks", "bootstrap_ci", "km_median", "compare_censored",
+           "new_top1_ranks", "bootstrap_ci", "km_median", "km_at_risk", "compare_censored",
            "flipped_within", "paired_comparison", "per_head_table", "holm", "summarize_results", "explainer_label",
            "RememberingModel"]

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["bootstrap_ci", "km_median", "compare_censored", "flipped_within", "paired_comparison",
+__all__ = ["bootstrap_ci", "km_median", "km_at_risk", "compare_censored", "flipped_within", "paired_comparison",
            "summarize_results", "explainer_label", "per_head_table", "holm"]
 
 OUTCOMES = ("smaller", "equal", "larger", "undecided")
@@ -62,6 +62,16 @@ def km_median(size: np.ndarray, censored_at: np.ndarray) -> float:
     return math.inf
 
 
+def km_at_risk(size: np.ndarray, censored_at: np.ndarray, t: float) -> int:
+    """How many inputs the Kaplan-Meier estimate still rests on at size ``t``: those found at size
+    ``t`` or more and those not found but searched up to ``t`` or more. A median whose risk set is a
+    handful of inputs says little, most of all when the censoring is informative (a search that
+    runs out of calls on the inputs that are hard to flip)."""
+    size, cens = np.asarray(size, dtype=np.float64), np.asarray(censored_at, dtype=np.float64)
+    found = ~np.isnan(size)
+    return int(np.sum(found & (size >= t)) + np.sum(~found & (cens >= t)))
+
+
 def compare_censored(s1: float, c1: float, s2: float, c2: float) -> str:
     """Method 1 vs method 2 on one input, sizes ``s`` (NaN: not found) censored at ``c``:
     smaller / equal / larger, or undecided when the censoring does not say."""
@@ -95,8 +105,12 @@ def paired_comparison(df: pd.DataFrame, reference: str = "cleann", *, seed: int 
     """``reference`` (each head) vs every other explainer on the same inputs: smaller / equal /
     larger / undecided counts (censoring-aware, see :func:`compare_censored`), the two-sided sign
     test p-value over the decided unequal pairs (``scipy.stats.binomtest``), that p-value
-    Holm-adjusted over the comparisons of the same reference row (``p_holm``, :func:`holm`), and a
-    bootstrap 95% interval of the share of inputs where ``reference`` is smaller."""
+    Holm-adjusted over the comparisons of the same reference row (``p_holm``, :func:`holm`), a
+    bootstrap 95% interval of the share of inputs where ``reference`` is smaller, and whether each
+    flipped the prediction within its budget (``flip_both`` / ``flip_ref_only`` / ``flip_other_only``
+    / ``flip_neither``, with the exact McNemar p-value ``flip_p``: a binomial test over the inputs
+    where only one flipped; a fair test only against a method given the same budget, such as
+    ``random``)."""
     from scipy.stats import binomtest
 
     _check(df)
@@ -119,9 +133,14 @@ def paired_comparison(df: pd.DataFrame, reference: str = "cleann", *, seed: int 
             decided = counts["smaller"] + counts["larger"]
             p = binomtest(counts["smaller"], decided, 0.5).pvalue if decided else np.nan
             est, lo, hi = bootstrap_ci([o == "smaller" for o in out], seed=seed)
+            f1, f2 = r.loc[ids, "found"].astype(bool).to_numpy(), o.loc[ids, "found"].astype(bool).to_numpy()
+            only1, only2 = int(np.sum(f1 & ~f2)), int(np.sum(~f1 & f2))
             rows.append({"reference": explainer_label(reference, head), "other": explainer_label(method, h2),
                          "n": len(ids), **counts, "sign_test_p": float(p), "share_smaller": est,
-                         "share_smaller_low": lo, "share_smaller_high": hi})
+                         "share_smaller_low": lo, "share_smaller_high": hi,
+                         "flip_both": int(np.sum(f1 & f2)), "flip_ref_only": only1, "flip_other_only": only2,
+                         "flip_neither": int(np.sum(~f1 & ~f2)),
+                         "flip_p": float(binomtest(only1, only1 + only2, 0.5).pvalue) if only1 + only2 else np.nan})
     table = pd.DataFrame(rows)
     if len(table):
         table.insert(table.columns.get_loc("sign_test_p") + 1, "p_holm", np.nan)
@@ -179,7 +198,8 @@ def per_head_table(df: pd.DataFrame, *, against: Sequence[str] = ("attention", "
         s = sizes.loc[h]
         row: dict[str, Any] = {"head": h, "n": int(s["n"]), "found": s["found"], "found_low": s["found_low"],
                                "found_high": s["found_high"], "median_size": s["median_size"],
-                               "median_label": s["median_label"], "median_size_low": s["median_size_low"],
+                               "median_label": s["median_label"], "median_at_risk": s["median_at_risk"],
+                               "median_size_low": s["median_size_low"],
                                "median_size_high": s["median_size_high"]}
         ref = paired[paired.reference == explainer_label("cleann", h)] if len(paired) else paired
         for method in against:
@@ -251,6 +271,7 @@ def _sizes(df: pd.DataFrame, seed: int, n_boot: int) -> pd.DataFrame:
             "median_size": med, "median_size_low": _order_stat(boots, 0.025),
             "median_size_high": _order_stat(boots, 0.975),
             "median_label": f"{med:g}" if np.isfinite(med) else f"> {searched:g}",
+            "median_at_risk": km_at_risk(size, cens, med) if np.isfinite(med) else np.nan,
             "censored": int((~g.found.astype(bool)).sum()),
             "calls": calls, "calls_low": c_lo, "calls_high": c_hi,
             "total_calls": float(g["total_calls"].mean()) if "total_calls" in g.columns else np.nan,

@@ -69,9 +69,9 @@ def prepare(name: str | None = None, *, progress: bool = True, rebuild: bool = F
         def waiting() -> None:
             if progress:
                 print(f"another process is building {name} in {folder.parent}; waiting for it", file=sys.stderr)
-        if progress:
-            print(f"building zoo model {name} (minutes; once per machine) into {folder.parent}", file=sys.stderr)
-        def fixed(out: Path) -> dict[str, Any]:
+        def fixed(out: Path) -> dict[str, Any]:                # runs only in the process that builds
+            if progress:
+                print(f"building zoo model {name} (minutes; once per machine) into {folder.parent}", file=sys.stderr)
             with build_threads(BUILD_THREADS):
                 return build(out, progress)
         meta = build_atomically(folder, version, fixed, rebuild=rebuild, on_wait=waiting)
