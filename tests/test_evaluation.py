@@ -133,7 +133,8 @@ def test_random_search_with_quotas_is_censored_where_its_quota_ends(two):
 
 def test_km_median_and_paired_comparison_on_known_values():
     nan, inf = np.nan, math.inf
-    # at size 2 the estimate rests on the inputs found at 2 or 3 and the one censored at 5; at 3, on two
+    # at size 2 the estimate rests on the inputs found at 2 or 3 and the one censored at 5; with that
+    # input censored at 2 instead, at size 3 it rests only on the one found at 3
     assert km_at_risk(np.array([1, 2, 3, nan]), np.array([nan, nan, nan, 5]), 2) == 3
     assert km_at_risk(np.array([1, 2, 3, nan]), np.array([nan, nan, nan, 2]), 3) == 1
     assert km_median(np.array([1, 2, 3, nan]), np.array([nan, nan, nan, 5])) == 2     # S(2) = 3/4 * 2/3

@@ -55,8 +55,7 @@ def km_median(size: np.ndarray, censored_at: np.ndarray) -> float:
     events = np.sort(np.unique(size[found]))
     surv = 1.0
     for t in events:
-        at_risk = np.sum(found & (size >= t)) + np.sum(~found & (cens >= t))
-        surv *= 1.0 - np.sum(found & (size == t)) / at_risk
+        surv *= 1.0 - np.sum(found & (size == t)) / km_at_risk(size, cens, t)
         if surv <= 0.5:
             return float(t)
     return math.inf
