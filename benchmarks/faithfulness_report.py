@@ -55,6 +55,23 @@ def _median(row: pd.Series) -> str:
     return cell + (f"; {int(at_risk)} at risk" if not math.isnan(at_risk) and at_risk < FEW_AT_RISK else "")
 
 
+def _split(label: str) -> tuple[str, str]:
+    """``"random[0]"`` -> ``("random", "0")``; ``"rollout"`` -> ``("rollout", "")``."""
+    method, _, rest = label.partition("[")
+    return method, rest.rstrip("]")
+
+
+def _ran_out_where_random_found(df: pd.DataFrame, head: str) -> int:
+    """Inputs where CLEANN ran out of calls part-way through size k (censored at k - 1) and random
+    search, given CLEANN's calls at each size, found a set of size k: "undecided" under the
+    censoring rule, which counts random search's size k as searched once its quota is spent but
+    CLEANN's only once it checked every set it proposes (README: the asymmetry favours CLEANN)."""
+    c = df[(df.method == "cleann") & (df["head"] == head)].set_index("id")
+    r = df[(df.method == "random") & (df["head"] == head)].set_index("id").reindex(c.index)
+    hit = ~c.found.astype(bool) & r.found.fillna(False).astype(bool) & (c.censored_at == r["size"] - 1)
+    return int(hit.sum())
+
+
 def _label(method: str, head: object) -> str:
     name = NAMES.get(method, method)
     if head in ("", None) or (isinstance(head, float) and math.isnan(head)):
@@ -110,17 +127,19 @@ def main() -> None:
                   "| undecided | sign test p | Holm-adjusted p |")
             print("| --- | --- | --- | --- | --- | --- | --- | --- |")
             for _, r in ref.iterrows():
-                method, _, rest = r["other"].partition("[")
-                other_head = rest.rstrip("]") if rest else ""
-                print(f"| {_label(method, other_head)} | {int(r['n'])} | {int(r['smaller'])} | {int(r['equal'])} | "
+                print(f"| {_label(*_split(r['other']))} | {int(r['n'])} | {int(r['smaller'])} | {int(r['equal'])} | "
                       f"{int(r['larger'])} | {int(r['undecided'])} | {_p(r['sign_test_p'])} | {_p(r['p_holm'])} |")
+            print("\nUndecided because neither found a flipping set within its budget: " + ", ".join(
+                f"{_label(*_split(r['other']))} {int(r['flip_neither'])}" for _, r in ref.iterrows()))
             rand = ref[ref.other.str.startswith("random[")]
             if len(rand):                                    # the one method given CLEANN's own calls
                 r = rand.iloc[0]
                 print(f"\nFlipped within the same calls, CLEANN {'pooled' if h == 'all' else f'head {h}'} vs "
                       f"equal-budget random search, on {int(r['n'])} inputs: both {int(r['flip_both'])}, CLEANN only "
                       f"{int(r['flip_ref_only'])}, random only {int(r['flip_other_only'])}, neither "
-                      f"{int(r['flip_neither'])} (exact McNemar p = {_p(r['flip_p'])})")
+                      f"{int(r['flip_neither'])} (exact McNemar p = {_p(r['flip_p'])}); undecided although random "
+                      f"search found a set at the size CLEANN ran out of calls in, with the same calls there: "
+                      f"{_ran_out_where_random_found(df, h)}")
     heads = df.loc[df.method == "cleann", "head"].unique()
     if len(heads) > 2:
         ph = per_head_table(df, same_inputs=True)
